@@ -1,0 +1,45 @@
+"""Health and operations: `/healthz`, `/readyz`, `/metrics`."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+
+from hub.api.deps import get_hub
+from hub.context import Hub
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    """The process is alive."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+async def readyz(hub: Hub = Depends(get_hub)) -> JSONResponse:
+    """The database (and Redis, when configured) answers."""
+    checks = {"database": await _database_answers(hub)}
+    ready = all(checks.values())
+    return JSONResponse(
+        {"status": "ready" if ready else "not ready", "checks": checks},
+        status_code=200 if ready else 503,
+    )
+
+
+async def _database_answers(hub: Hub) -> bool:
+    try:
+        async with hub.engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+    except (SQLAlchemyError, OSError):
+        return False
+    return True
+
+
+@router.get("/metrics")
+async def metrics(hub: Hub = Depends(get_hub)) -> Response:
+    return Response(hub.metrics.render(), media_type=CONTENT_TYPE_LATEST)

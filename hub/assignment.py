@@ -1,0 +1,61 @@
+"""Who takes a conversation: the interface routing implements, and the core's default.
+
+The default is deliberately simple (the `routing` package replaces it): an A
+customer's conversation goes to their key-account agent, everything else to a
+queue by tier, and a customer with an open complaint goes to the service queue
+first. Each decision says why it was made.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hub.models import Conversation, Customer
+
+COMPLAINT_PRIORITY = 10
+TIER_QUEUES = {"A": "key_accounts", "B": "standard", "C": "pool"}
+
+
+@dataclass(frozen=True, slots=True)
+class Assignment:
+    queue: str | None
+    assignee_id: int | None
+    priority: int
+    reason: str
+    sla_due_at: datetime | None = None
+
+
+class Router(Protocol):
+    async def assign(
+        self,
+        session: AsyncSession,
+        conversation: Conversation,
+        customer: Customer,
+        has_open_complaint: bool,
+    ) -> Assignment: ...
+
+
+class DefaultRouter:
+    async def assign(
+        self,
+        session: AsyncSession,
+        conversation: Conversation,
+        customer: Customer,
+        has_open_complaint: bool,
+    ) -> Assignment:
+        tier = customer.tier or "C"
+        if has_open_complaint:
+            return Assignment("service", None, COMPLAINT_PRIORITY, "open complaint: service first")
+        if tier == "A" and customer.key_account_agent_id is not None:
+            return Assignment(
+                TIER_QUEUES["A"],
+                customer.key_account_agent_id,
+                0,
+                "tier A: to the key-account agent",
+            )
+        queue = TIER_QUEUES.get(tier, "pool")
+        return Assignment(queue, None, 0, f"tier {tier}: {queue}")

@@ -1,0 +1,66 @@
+"""The running hub: settings, database, event bus, router and metrics in one object.
+
+`Hub.work()` is the unit of work every request and every intake uses: one
+session in one transaction; the events it emits are published only after the
+commit, so nobody hears of a change that was rolled back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from hub.assignment import DefaultRouter, Router
+from hub.db import SessionFactory, create_engine, create_session_factory
+from hub.events import Event, EventBus, InProcessEventBus
+from hub.metrics import Metrics
+from hub.settings import Settings
+
+
+@dataclass
+class Work:
+    session: AsyncSession
+    events: list[Event] = field(default_factory=list)
+    after_commit: list[Any] = field(default_factory=list)
+
+    def emit(self, event_type: str, **data: Any) -> None:
+        self.events.append(Event(event_type, data))
+
+
+@dataclass
+class Hub:
+    settings: Settings
+    engine: AsyncEngine
+    sessions: SessionFactory
+    bus: EventBus
+    router: Router
+    metrics: Metrics
+
+    @classmethod
+    def create(cls, settings: Settings, router: Router | None = None) -> Hub:
+        engine = create_engine(settings.database_url)
+        return cls(
+            settings=settings,
+            engine=engine,
+            sessions=create_session_factory(engine),
+            bus=InProcessEventBus(),
+            router=router or DefaultRouter(),
+            metrics=Metrics(),
+        )
+
+    @asynccontextmanager
+    async def work(self) -> AsyncIterator[Work]:
+        async with self.sessions() as session:
+            work = Work(session)
+            async with session.begin():
+                yield work
+        await self.bus.publish(work.events)
+        for callback in work.after_commit:
+            callback()
+
+    async def close(self) -> None:
+        await self.engine.dispose()

@@ -1,0 +1,97 @@
+"""Who a contact is: addresses normalised, and the customer that owns them.
+
+An e-mail address is trimmed, validated and case-folded (local parts are
+case-insensitive in practice, whatever RFC 5321 allows); a phone number becomes
+E.164 via `phonenumbers`, so `0151 2345678`, `+49 151 2345678` and
+`0049-151-2345678` are one identity. An unknown address becomes a new customer,
+a prospect.
+"""
+
+from __future__ import annotations
+
+import phonenumbers
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hub.errors import InvalidInputError
+from hub.models import Customer, Identity
+
+MAX_CHAT_ID = 200
+
+
+def normalise_email(raw: str) -> str:
+    candidate = raw.strip()
+    try:
+        result = validate_email(candidate, check_deliverability=False, test_environment=True)
+    except EmailNotValidError as error:
+        raise InvalidInputError(
+            f"invalid e-mail address {candidate!r}: {error}", field="email"
+        ) from None
+    return result.normalized.casefold()
+
+
+def normalise_phone(raw: str, region: str) -> str:
+    candidate = raw.strip()
+    try:
+        number = phonenumbers.parse(candidate, region)
+    except phonenumbers.NumberParseException:
+        raise InvalidInputError(f"invalid phone number {candidate!r}", field="phone") from None
+    # Possible, not "valid": the metadata lags behind real number ranges, and a
+    # call center cannot turn away a customer whose real number it does not know.
+    reason = phonenumbers.is_possible_number_with_reason(number)
+    if reason != phonenumbers.ValidationResult.IS_POSSIBLE:
+        raise InvalidInputError(f"invalid phone number {candidate!r}", field="phone")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def normalise_identity(kind: str, raw: str, region: str) -> str:
+    if kind == "email":
+        return normalise_email(raw)
+    if kind == "phone":
+        return normalise_phone(raw, region)
+    if kind == "chat":
+        value = raw.strip()
+        if not value or len(value) > MAX_CHAT_ID:
+            raise InvalidInputError("a chat id is 1 to 200 characters", field="chat")
+        return value
+    raise InvalidInputError(f"unknown identity kind {kind!r}", field="kind")
+
+
+async def find_customer_by_identity(
+    session: AsyncSession, kind: str, value: str
+) -> Customer | None:
+    """Find the customer owning an already normalised identity."""
+    statement = (
+        select(Customer)
+        .join(Identity, Identity.customer_id == Customer.id)
+        .where(Identity.kind == kind, Identity.value == value)
+    )
+    return (await session.scalars(statement)).first()
+
+
+async def resolve_customer(
+    session: AsyncSession, kind: str, value: str, name: str | None = None
+) -> tuple[Customer, bool]:
+    """The customer owning the normalised identity, or a new prospect; and whether it is new."""
+    customer = await find_customer_by_identity(session, kind, value)
+    if customer is not None:
+        return customer, False
+    customer = Customer(name=(name or "").strip()[:200], is_prospect=True)
+    session.add(customer)
+    await session.flush()
+    session.add(Identity(customer_id=customer.id, kind=kind, value=value))
+    await session.flush()
+    return customer, True
+
+
+async def add_identity(session: AsyncSession, customer: Customer, kind: str, value: str) -> None:
+    """Attach an identity to a customer; an identity owned by someone else is an error."""
+    owner = await find_customer_by_identity(session, kind, value)
+    if owner is None:
+        session.add(Identity(customer_id=customer.id, kind=kind, value=value))
+        await session.flush()
+    elif owner.id != customer.id:
+        raise InvalidInputError(
+            f"{value} already belongs to customer {owner.id}; merge the two instead", field=kind
+        )

@@ -1,0 +1,287 @@
+"""One way in: every contact, from every channel, is stored by `ingest()`.
+
+The steps, in order: the same (channel, external id) seen before returns the
+first result and stores nothing; otherwise resolve the customer from the
+sender's identity (an unknown one becomes a prospect), thread into an open
+conversation of that same customer or open a new one, store the interaction
+and its attachments, open a complaint when the inbound is one, ask the router
+who takes the conversation, and emit events (published after commit).
+
+A thread never crosses customers: a thread key only matches conversations of
+the customer the sender resolved to, whatever the headers claim.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from time import perf_counter
+
+from sqlalchemy import exists, select
+from sqlalchemy.exc import IntegrityError
+
+from hub.assignment import Router
+from hub.context import Hub, Work
+from hub.errors import InvalidInputError
+from hub.identity import normalise_identity, resolve_customer
+from hub.models import (
+    Attachment,
+    Complaint,
+    ComplaintConversation,
+    Conversation,
+    Customer,
+    Interaction,
+)
+from hub.values import Inbound
+
+MAX_EXTERNAL_ID = 500
+MAX_SUBJECT = 500
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    customer_id: int
+    conversation_id: int
+    interaction_id: int
+    complaint_id: int | None
+    duplicate: bool = False
+
+
+async def accept_inbound(hub: Hub, inbound: Inbound) -> IngestResult:
+    """The entry every channel calls: ingest in a transaction of its own, then count it.
+
+    When this returns, the contact is committed, so the caller may acknowledge it
+    to its source (principle 3).
+    """
+    started = perf_counter()
+    async with hub.work() as work:
+        result = await ingest(work, inbound, hub.router, hub.settings.default_region)
+    counter = hub.metrics.ingest_duplicates if result.duplicate else hub.metrics.ingested
+    counter.labels(inbound.channel).inc()
+    hub.metrics.ingest_seconds.labels(inbound.channel).observe(perf_counter() - started)
+    return result
+
+
+async def ingest(work: Work, inbound: Inbound, router: Router, region: str) -> IngestResult:
+    """Store one inbound contact exactly once; see the module docstring for the steps."""
+    check_inbound(inbound)
+    earlier = await find_ingested(work, inbound.channel, inbound.external_id)
+    if earlier is not None:
+        return earlier
+    sender = normalise_identity(inbound.sender_kind, inbound.sender, region)
+    emitted = len(work.events)
+    try:
+        async with work.session.begin_nested():
+            return await _store(work, inbound, sender, router)
+    except IntegrityError:
+        # Another process stored the same external id between our check and insert.
+        del work.events[emitted:]
+        earlier = await find_ingested(work, inbound.channel, inbound.external_id)
+        if earlier is None:
+            raise
+        return earlier
+
+
+def check_inbound(inbound: Inbound) -> None:
+    if not inbound.external_id or len(inbound.external_id) > MAX_EXTERNAL_ID:
+        raise InvalidInputError("external_id must be 1 to 500 characters", field="external_id")
+    if inbound.subject is not None and len(inbound.subject) > MAX_SUBJECT:
+        raise InvalidInputError("subject is longer than 500 characters", field="subject")
+    if inbound.received_at.tzinfo is None:
+        raise InvalidInputError("received time must carry a time zone", field="received_at")
+
+
+async def find_ingested(work: Work, channel: str, external_id: str) -> IngestResult | None:
+    statement = select(Interaction).where(
+        Interaction.channel == channel, Interaction.external_id == external_id
+    )
+    interaction = (await work.session.scalars(statement)).first()
+    if interaction is None:
+        return None
+    return IngestResult(
+        customer_id=interaction.customer_id,
+        conversation_id=interaction.conversation_id or 0,
+        interaction_id=interaction.id,
+        complaint_id=interaction.meta.get("complaint_id"),
+        duplicate=True,
+    )
+
+
+async def _store(work: Work, inbound: Inbound, sender: str, router: Router) -> IngestResult:
+    customer, is_new_customer = await resolve_customer(
+        work.session, inbound.sender_kind, sender, inbound.sender_name
+    )
+    conversation, is_new_conversation = await _thread(work, customer, inbound)
+    complaint = await _open_complaint(work, customer, conversation, inbound)
+    interaction = _interaction(customer, conversation, inbound, sender, complaint)
+    work.session.add(interaction)
+    await work.session.flush()
+    _store_attachments(work, interaction, inbound)
+    if is_new_conversation or complaint is not None:
+        await route(work, router, conversation, customer)
+    _emit(
+        work,
+        inbound,
+        customer,
+        conversation,
+        interaction,
+        complaint,
+        is_new_customer,
+        is_new_conversation,
+    )
+    return IngestResult(
+        customer.id, conversation.id, interaction.id, complaint.id if complaint else None
+    )
+
+
+async def _thread(work: Work, customer: Customer, inbound: Inbound) -> tuple[Conversation, bool]:
+    conversation = await find_open_conversation(work, customer.id, inbound)
+    if conversation is not None:
+        conversation.last_message_at = max(
+            conversation.last_message_at or inbound.received_at, inbound.received_at
+        )
+        return conversation, False
+    conversation = Conversation(
+        customer_id=customer.id,
+        channel=inbound.channel,
+        subject=inbound.subject,
+        thread_key=inbound.thread_key,
+        last_message_at=inbound.received_at,
+    )
+    work.session.add(conversation)
+    await work.session.flush()
+    return conversation, True
+
+
+async def find_open_conversation(
+    work: Work, customer_id: int, inbound: Inbound
+) -> Conversation | None:
+    """The customer's open conversation this inbound belongs to, if any.
+
+    With a thread key, only a conversation carrying that key; without one, the
+    customer's newest open conversation on the same channel.
+    """
+    statement = select(Conversation).where(
+        Conversation.customer_id == customer_id, Conversation.status != "closed"
+    )
+    if inbound.thread_key is not None:
+        statement = statement.where(Conversation.thread_key == inbound.thread_key)
+    else:
+        statement = statement.where(Conversation.channel == inbound.channel)
+    statement = statement.order_by(Conversation.id.desc()).limit(1)
+    return (await work.session.scalars(statement)).first()
+
+
+async def _open_complaint(
+    work: Work, customer: Customer, conversation: Conversation, inbound: Inbound
+) -> Complaint | None:
+    if not inbound.is_complaint:
+        return None
+    subject = inbound.subject or (inbound.text or "").strip().split("\n")[0][:120] or "Complaint"
+    complaint = Complaint(
+        customer_id=customer.id,
+        subject=subject,
+        description=inbound.text,
+        opened_at=inbound.received_at,
+    )
+    work.session.add(complaint)
+    await work.session.flush()
+    work.session.add(
+        ComplaintConversation(complaint_id=complaint.id, conversation_id=conversation.id)
+    )
+    return complaint
+
+
+def _interaction(
+    customer: Customer,
+    conversation: Conversation,
+    inbound: Inbound,
+    sender: str,
+    complaint: Complaint | None,
+) -> Interaction:
+    meta = dict(inbound.metadata)
+    if complaint is not None:
+        meta["complaint_id"] = complaint.id
+    return Interaction(
+        customer_id=customer.id,
+        conversation_id=conversation.id,
+        channel=inbound.channel,
+        direction=inbound.direction,
+        kind=inbound.kind,
+        subject=inbound.subject,
+        text=inbound.text,
+        html=inbound.html,
+        external_id=inbound.external_id,
+        sender=sender,
+        meta=meta,
+        occurred_at=inbound.received_at,
+    )
+
+
+def _store_attachments(work: Work, interaction: Interaction, inbound: Inbound) -> None:
+    for attachment in inbound.attachments:
+        work.session.add(
+            Attachment(
+                interaction_id=interaction.id,
+                filename=attachment.filename[:255],
+                content_type=attachment.content_type[:255],
+                size=attachment.byte_size,
+                content=attachment.content,
+            )
+        )
+
+
+async def has_open_complaint(work: Work, customer_id: int) -> bool:
+    statement = select(
+        exists().where(Complaint.customer_id == customer_id, Complaint.status != "resolved")
+    )
+    return bool(await work.session.scalar(statement))
+
+
+async def route(work: Work, router: Router, conversation: Conversation, customer: Customer) -> None:
+    """Ask the router who takes the conversation, and record why."""
+    open_complaint = await has_open_complaint(work, customer.id)
+    decision = await router.assign(work.session, conversation, customer, open_complaint)
+    conversation.queue = decision.queue
+    conversation.assignee_id = decision.assignee_id
+    conversation.priority = decision.priority
+    conversation.routing_reason = decision.reason
+    conversation.sla_due_at = decision.sla_due_at
+    work.emit(
+        "conversation.assigned",
+        conversation_id=conversation.id,
+        customer_id=customer.id,
+        queue=decision.queue,
+        assignee_id=decision.assignee_id,
+        reason=decision.reason,
+    )
+
+
+def _emit(
+    work: Work,
+    inbound: Inbound,
+    customer: Customer,
+    conversation: Conversation,
+    interaction: Interaction,
+    complaint: Complaint | None,
+    is_new_customer: bool,
+    is_new_conversation: bool,
+) -> None:
+    if is_new_customer:
+        work.emit("customer.created", customer_id=customer.id)
+    if is_new_conversation:
+        work.emit(
+            "conversation.created",
+            conversation_id=conversation.id,
+            customer_id=customer.id,
+            channel=inbound.channel,
+        )
+    if complaint is not None:
+        work.emit("complaint.opened", complaint_id=complaint.id, customer_id=customer.id)
+    work.emit(
+        "message.received",
+        interaction_id=interaction.id,
+        conversation_id=conversation.id,
+        customer_id=customer.id,
+        channel=inbound.channel,
+        direction=inbound.direction,
+    )

@@ -1,0 +1,43 @@
+"""The hub's Prometheus metrics, in a registry of its own per app."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "omnihub_http_requests",
+            "HTTP requests handled",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.request_seconds = Histogram(
+            "omnihub_http_request_seconds",
+            "HTTP request latency",
+            ["method", "route"],
+            registry=self.registry,
+        )
+        self.ingested = Counter(
+            "omnihub_ingested_messages",
+            "Inbound contacts stored, by channel",
+            ["channel"],
+            registry=self.registry,
+        )
+        self.ingest_duplicates = Counter(
+            "omnihub_ingest_duplicates",
+            "Inbound contacts seen again and not stored twice",
+            ["channel"],
+            registry=self.registry,
+        )
+        self.ingest_seconds = Histogram(
+            "omnihub_ingest_seconds",
+            "Time to ingest one inbound contact",
+            ["channel"],
+            registry=self.registry,
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
