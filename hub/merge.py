@@ -12,7 +12,7 @@ survivor's replaced state is recorded for the undo.
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -97,14 +97,24 @@ async def _get_other(session: AsyncSession, other_id: int) -> Customer:
 
 async def _move_rows(session: AsyncSession, model: Any, from_id: int, to_id: int) -> list[int]:
     ids = list(await session.scalars(select(model.id).where(model.customer_id == from_id)))
-    if ids:
-        await session.execute(
-            update(model)
-            .where(model.id.in_(ids))
-            .values(customer_id=to_id)
-            .execution_options(synchronize_session=False)
-        )
+    await _reassign(session, model, ids, from_id, to_id)
     return ids
+
+
+async def _reassign(
+    session: AsyncSession, model: Any, ids: list[int], from_id: int, to_id: int
+) -> None:
+    """Move rows to another customer; a move is not an edit, so `updated_at` stays."""
+    if not ids:
+        return
+    # A Core UPDATE of the table: the ORM's would stamp `updated_at` anew.
+    table = model.__table__
+    values: dict[str, Any] = {"customer_id": to_id}
+    if "updated_at" in table.c:
+        values["updated_at"] = table.c.updated_at
+    await session.execute(
+        update(table).where(table.c.id.in_(ids), table.c.customer_id == from_id).values(**values)
+    )
 
 
 async def _merge_consents(
@@ -119,19 +129,22 @@ async def _merge_consents(
     for consent in theirs:
         mine = ours.get((consent.channel, consent.purpose))
         if mine is None:
-            consent.customer_id = survivor_id
             moved.append(consent.id)
         elif CONSENT_RANK.get(consent.state, 0) > CONSENT_RANK.get(mine.state, 0):
-            replaced.append(
-                {
-                    "id": mine.id,
-                    "state": mine.state,
-                    "source": mine.source,
-                    "evidence": mine.evidence,
-                }
-            )
+            replaced.append(_consent_state(mine))
             mine.state, mine.source, mine.evidence = consent.state, consent.source, consent.evidence
+    await _reassign(session, Consent, moved, other_id, survivor_id)
     return moved, replaced
+
+
+def _consent_state(consent: Consent) -> dict[str, Any]:
+    return {
+        "id": consent.id,
+        "state": consent.state,
+        "source": consent.source,
+        "evidence": consent.evidence,
+        "updated_at": consent.updated_at.isoformat(),
+    }
 
 
 def _fill_profile(survivor: Customer, other: Customer) -> dict[str, Any]:
@@ -166,7 +179,7 @@ async def do_undo_merge(work: Work, actor_id: int | None, merge_id: int) -> Cust
     survivor = await get_customer(work.session, merge.survivor_id)
     other = await get_customer(work.session, merge.merged_id)
     for name, model in (*MOVABLE.items(), ("consents", Consent)):
-        await _move_back(work.session, model, merge.moved.get(name, []), survivor.id, other.id)
+        await _reassign(work.session, model, merge.moved.get(name, []), survivor.id, other.id)
     await _restore_consents(work.session, merge.moved.get("replaced_consents", []))
     _restore_profile(survivor, other, merge.moved.get("fields", {}))
     other.merged_into_id = None
@@ -185,18 +198,6 @@ async def do_undo_merge(work: Work, actor_id: int | None, merge_id: int) -> Cust
     return merge
 
 
-async def _move_back(
-    session: AsyncSession, model: Any, ids: list[int], survivor_id: int, other_id: int
-) -> None:
-    if ids:
-        await session.execute(
-            update(model)
-            .where(model.id.in_(ids), model.customer_id == survivor_id)
-            .values(customer_id=other_id)
-            .execution_options(synchronize_session=False)
-        )
-
-
 async def _restore_consents(session: AsyncSession, replaced: list[dict[str, Any]]) -> None:
     for old in replaced:
         consent = await session.get(Consent, old["id"])
@@ -206,6 +207,7 @@ async def _restore_consents(session: AsyncSession, replaced: list[dict[str, Any]
                 old["source"],
                 old["evidence"],
             )
+            consent.updated_at = datetime.fromisoformat(old["updated_at"])
 
 
 def _restore_profile(survivor: Customer, other: Customer, before: dict[str, Any]) -> None:

@@ -1,0 +1,214 @@
+"""One way in: idempotent ingest, customer resolution, threading, complaints, events."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from hub.context import Hub
+from hub.errors import InvalidInputError
+from hub.intake import accept_inbound
+from hub.models import Complaint, Conversation, Customer, Interaction
+from hub.values import Inbound
+
+
+def sms(external_id: str, text: str = "Hallo", sender: str = "0151 2345678", **extra) -> Inbound:
+    return Inbound(
+        channel="sms",
+        sender_kind="phone",
+        sender=sender,
+        external_id=external_id,
+        text=text,
+        **extra,
+    )
+
+
+def mail(external_id: str, sender: str = "anna@example.com", **extra) -> Inbound:
+    return Inbound(
+        channel="email",
+        sender_kind="email",
+        sender=sender,
+        external_id=external_id,
+        subject="Lieferung",
+        text="Wo bleibt meine Bestellung?",
+        **extra,
+    )
+
+
+async def count(hub: Hub, model: type) -> int:
+    async with hub.sessions() as session:
+        return int(await session.scalar(select(func.count()).select_from(model)))
+
+
+def published(hub: Hub) -> list[str]:
+    return [event.type for event in hub.bus.replay(0) or []]
+
+
+async def test_a_contact_from_an_unknown_number_becomes_a_prospect_with_that_number(hub: Hub):
+    result = await accept_inbound(hub, sms("SM1", sender="+49 151 2345678"))
+
+    async with hub.sessions() as session:
+        customer = await session.get(Customer, result.customer_id)
+        await session.refresh(customer, ["identities"])
+    assert customer.is_prospect
+    assert [(i.kind, i.value) for i in customer.identities] == [("phone", "+491512345678")]
+
+
+async def test_a_message_from_a_known_number_in_another_notation_lands_on_that_customer(hub: Hub):
+    first = await accept_inbound(hub, sms("SM1", sender="0151 2345678"))
+    second = await accept_inbound(hub, sms("SM2", sender="0049-151-2345678"))
+
+    assert second.customer_id == first.customer_id
+    assert await count(hub, Customer) == 1
+
+
+async def test_ingesting_the_same_external_id_twice_stores_it_once_and_returns_the_first(hub: Hub):
+    first = await accept_inbound(hub, sms("SM1", text="first"))
+    again = await accept_inbound(hub, sms("SM1", text="a retry with other text"))
+
+    assert again.duplicate and not first.duplicate
+    assert (again.interaction_id, again.conversation_id, again.customer_id) == (
+        first.interaction_id,
+        first.conversation_id,
+        first.customer_id,
+    )
+    assert await count(hub, Interaction) == 1
+    assert published(hub).count("message.received") == 1
+
+
+async def test_the_same_external_id_on_another_channel_is_another_message(hub: Hub):
+    await accept_inbound(hub, sms("X1"))
+    await accept_inbound(hub, mail("X1"))
+
+    assert await count(hub, Interaction) == 2
+
+
+async def test_concurrent_deliveries_of_one_message_store_it_once(hub: Hub):
+    results = await asyncio.gather(*(accept_inbound(hub, sms("SM-race")) for _ in range(8)))
+
+    assert len({r.interaction_id for r in results}) == 1
+    assert sum(not r.duplicate for r in results) == 1
+    assert await count(hub, Interaction) == 1
+    assert await count(hub, Customer) == 1
+
+
+async def test_a_second_message_threads_into_the_customers_open_conversation(hub: Hub):
+    first = await accept_inbound(hub, sms("SM1"))
+    second = await accept_inbound(hub, sms("SM2"))
+
+    assert second.conversation_id == first.conversation_id
+    assert await count(hub, Conversation) == 1
+
+
+async def test_another_channel_opens_its_own_conversation_on_the_same_customer(hub: Hub):
+    by_phone = await accept_inbound(
+        hub,
+        Inbound(channel="voice", sender_kind="phone", sender="+491512345678", external_id="CA1"),
+    )
+    by_sms = await accept_inbound(hub, sms("SM1"))
+
+    assert by_sms.customer_id == by_phone.customer_id
+    assert by_sms.conversation_id != by_phone.conversation_id
+
+
+async def test_a_message_after_the_conversation_was_closed_opens_a_new_one(hub: Hub):
+    first = await accept_inbound(hub, sms("SM1"))
+    async with hub.work() as work:
+        conversation = await work.session.get(Conversation, first.conversation_id)
+        conversation.status = "closed"
+    second = await accept_inbound(hub, sms("SM2"))
+
+    assert second.conversation_id != first.conversation_id
+
+
+async def test_a_thread_key_keeps_separate_threads_of_one_customer_apart(hub: Hub):
+    one = await accept_inbound(hub, mail("m1", thread_key="<root-1@example.com>"))
+    two = await accept_inbound(hub, mail("m2", thread_key="<root-2@example.com>"))
+    reply = await accept_inbound(hub, mail("m3", thread_key="<root-1@example.com>"))
+
+    assert one.conversation_id != two.conversation_id
+    assert reply.conversation_id == one.conversation_id
+
+
+async def test_a_thread_key_never_threads_into_another_customers_conversation(hub: Hub):
+    anna = await accept_inbound(hub, mail("m1", thread_key="<root@example.com>"))
+    forged = await accept_inbound(
+        hub, mail("m2", sender="mallory@example.net", thread_key="<root@example.com>")
+    )
+
+    assert forged.customer_id != anna.customer_id
+    assert forged.conversation_id != anna.conversation_id
+    async with hub.sessions() as session:
+        conversation = await session.get(Conversation, forged.conversation_id)
+    assert conversation.customer_id == forged.customer_id
+
+
+async def test_an_inbound_complaint_opens_a_complaint_linked_to_its_conversation(hub: Hub):
+    result = await accept_inbound(hub, mail("m1", is_complaint=True))
+
+    async with hub.sessions() as session:
+        complaint = await session.get(Complaint, result.complaint_id)
+        conversation = await session.get(Conversation, result.conversation_id)
+    assert complaint.customer_id == result.customer_id and complaint.status == "open"
+    assert complaint.subject == "Lieferung"
+    assert conversation.queue == "service" and conversation.priority > 0
+    assert "complaint.opened" in published(hub)
+
+
+async def test_a_retried_complaint_returns_the_same_complaint_without_opening_another(hub: Hub):
+    first = await accept_inbound(hub, mail("m1", is_complaint=True))
+    again = await accept_inbound(hub, mail("m1", is_complaint=True))
+
+    assert again.complaint_id == first.complaint_id
+    assert await count(hub, Complaint) == 1
+
+
+async def test_routing_records_why_it_chose_the_queue(hub: Hub):
+    result = await accept_inbound(hub, sms("SM1"))
+
+    async with hub.sessions() as session:
+        conversation = await session.get(Conversation, result.conversation_id)
+    assert conversation.queue == "pool"
+    assert conversation.routing_reason == "tier C: pool"
+
+
+async def test_events_are_published_after_the_commit_in_order(hub: Hub):
+    await accept_inbound(hub, sms("SM1"))
+
+    assert published(hub) == [
+        "conversation.assigned",
+        "customer.created",
+        "conversation.created",
+        "message.received",
+    ]
+    ids = [event.id for event in hub.bus.replay(0)]
+    assert ids == sorted(ids)
+
+
+async def test_a_failed_ingest_publishes_nothing_and_stores_nothing(hub: Hub):
+    with pytest.raises(InvalidInputError):
+        await accept_inbound(hub, sms("SM1", sender="not a number"))
+
+    assert published(hub) == []
+    assert await count(hub, Customer) == 0
+
+
+async def test_a_backdated_contact_keeps_its_own_time(hub: Hub):
+    then = datetime.now(UTC) - timedelta(days=30)
+    result = await accept_inbound(hub, sms("SM-old", received_at=then))
+
+    async with hub.sessions() as session:
+        interaction = await session.get(Interaction, result.interaction_id)
+    assert interaction.occurred_at == then
+
+
+async def test_ingest_is_counted_by_channel_in_the_metrics(hub: Hub):
+    await accept_inbound(hub, sms("SM1"))
+    await accept_inbound(hub, sms("SM1"))
+
+    text = hub.metrics.render().decode()
+    assert 'omnihub_ingested_messages_total{channel="sms"} 1.0' in text
+    assert 'omnihub_ingest_duplicates_total{channel="sms"} 1.0' in text
