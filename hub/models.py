@@ -221,6 +221,7 @@ class Complaint(Base):
     __tablename__ = "complaints"
     __table_args__ = (
         Index(None, "customer_id", "status"),
+        Index(None, "status", "id"),
         Index(None, "status", "due_at"),
     )
 

@@ -94,12 +94,20 @@ class Settings(BaseSettings):
             raise ValueError(f"{value!r} is not a region phonenumbers knows (e.g. DE, AT, US)")
         return region
 
+    @field_validator("secret_key")
+    @classmethod
+    def _secret_length(cls, value: str | None) -> str | None:
+        if value is not None and len(value) < 32:
+            raise ValueError("must be at least 32 characters")
+        return value
+
     @model_validator(mode="after")
     def _secret(self) -> Settings:
         if self.secret_key is None and self.environment == "production":
-            raise ValueError("OMNIHUB_SECRET_KEY is required in production")
-        if self.secret_key is not None and len(self.secret_key) < 32:
-            raise ValueError("OMNIHUB_SECRET_KEY must be at least 32 characters")
+            # No field to hang this on: the message names the variable itself.
+            raise ValueError(
+                f"{ENV_PREFIX}SECRET_KEY: required when {ENV_PREFIX}ENVIRONMENT=production"
+            )
         if self.secret_key is None:
             # Development only: sessions do not survive a restart, which is fine there.
             self.secret_key = secrets.token_urlsafe(32)
@@ -130,6 +138,6 @@ def load_settings(**overrides: object) -> Settings:
     except ValidationError as error:
         first = error.errors()[0]
         field = ".".join(str(part) for part in first["loc"])
-        name = f"{ENV_PREFIX}{field.upper()}" if field else "settings"
         message = str(first["msg"]).removeprefix("Value error, ")
-        raise SettingsError(f"{name}: {message}") from None
+        line = f"{ENV_PREFIX}{field.upper()}: {message}" if field else message
+        raise SettingsError(line) from None

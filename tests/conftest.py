@@ -13,7 +13,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from argon2 import PasswordHasher
 
+from hub import agents
 from hub.agents import create_agent, create_token
 from hub.app import create_app
 from hub.context import Hub
@@ -22,6 +24,9 @@ from tests.peers import missing_peer
 from tests.peers.databases import PostgresDatabases, SqliteDatabases
 
 SECRET = "test-secret-key-that-is-long-enough-0123456789"
+
+# argon2's defaults cost ~0.2 s a hash by design; tests hash many passwords.
+agents.password_hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
 
 
 @pytest.fixture(scope="session")

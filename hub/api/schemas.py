@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from hub.values import Channel
 
 Short = Field(default=None, max_length=200)
+
+
+def _in_utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("needs a time zone, e.g. 2026-11-22T10:00:00+01:00")
+    return value.astimezone(UTC)
+
+
+# Times cross the API with a zone and are kept in UTC.
+UtcTime = Annotated[datetime, AfterValidator(_in_utc)]
 
 
 class Body(BaseModel):
@@ -43,15 +53,13 @@ class InteractionIn(Body):
     subject: str | None = Field(default=None, max_length=500)
     text: str = Field(max_length=100_000)
     external_id: str = Field(min_length=1, max_length=500)
-    occurred_at: datetime | None = None
+    occurred_at: UtcTime | None = None
     complaint: bool = False
 
     @model_validator(mode="after")
     def _one_identity(self) -> InteractionIn:
         if not self.email and not self.phone:
             raise ValueError("give the customer's email or phone")
-        if self.occurred_at is not None and self.occurred_at.tzinfo is None:
-            raise ValueError("occurred_at needs a time zone, e.g. 2026-11-22T10:00:00+01:00")
         return self
 
 
@@ -60,7 +68,7 @@ class ComplaintIn(Body):
     subject: str = Field(min_length=1, max_length=500)
     description: str | None = Field(default=None, max_length=100_000)
     severity: Literal["low", "normal", "high", "critical"] = "normal"
-    due_at: datetime | None = None
+    due_at: UtcTime | None = None
     conversation_ids: list[int] = Field(default_factory=list, max_length=100)
 
 
@@ -69,7 +77,7 @@ class ComplaintPatch(Body):
     description: str | None = Field(default=None, max_length=100_000)
     status: Literal["open", "in_progress", "resolved"] | None = None
     severity: Literal["low", "normal", "high", "critical"] | None = None
-    due_at: datetime | None = None
+    due_at: UtcTime | None = None
     conversation_ids: list[int] | None = Field(default=None, max_length=100)
 
 

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 20:58:39.636722
+Create Date: 2026-11-22 21:09:36.414831
 """
 
 from collections.abc import Sequence
@@ -129,6 +129,7 @@ def upgrade() -> None:
     with op.batch_alter_table('complaints', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_complaints_customer_id_status'), ['customer_id', 'status'], unique=False)
         batch_op.create_index(batch_op.f('ix_complaints_status_due_at'), ['status', 'due_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_complaints_status_id'), ['status', 'id'], unique=False)
 
     op.create_table('consents',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -317,6 +318,7 @@ def downgrade() -> None:
     op.drop_table('conversations')
     op.drop_table('consents')
     with op.batch_alter_table('complaints', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_complaints_status_id'))
         batch_op.drop_index(batch_op.f('ix_complaints_status_due_at'))
         batch_op.drop_index(batch_op.f('ix_complaints_customer_id_status'))
 
