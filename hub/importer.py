@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -136,34 +136,35 @@ def read_layout(path: Path) -> Layout:
 
 def sniff_delimiter(path: Path) -> str:
     """`;` when the header holds more semicolons than commas, else `,`."""
-    with path.open(encoding="utf-8-sig", newline="") as file:
-        try:
-            header = file.readline()
-        except UnicodeDecodeError:
-            raise _not_utf8(path, 1) from None
+    with path.open("rb") as file:
+        header = next(decode_lines(path, file), "")
     return ";" if header.count(";") > header.count(",") else ","
 
 
 def read_records(path: Path, delimiter: str) -> Iterator[tuple[int, list[str]]]:
     """Each non-blank record with the line it starts on, streamed from the file."""
-    with path.open(encoding="utf-8-sig", newline="") as file:
-        reader = csv.reader(file, delimiter=delimiter)
+    with path.open("rb") as file:
+        reader = csv.reader(decode_lines(path, file), delimiter=delimiter)
         line = 1
         try:
             for cells in reader:
                 if any(cell.strip() for cell in cells):
                     yield line, cells
                 line = reader.line_num + 1
-        except UnicodeDecodeError:
-            raise _not_utf8(path, line) from None
         except csv.Error as error:
             raise InvalidInputError(f"line {line}: {error}", field="file") from None
 
 
-def _not_utf8(path: Path, line: int) -> InvalidInputError:
-    return InvalidInputError(
-        f"{path.name} is not UTF-8 text (line {line}); save it as 'CSV UTF-8'", field="file"
-    )
+def decode_lines(path: Path, file: BinaryIO) -> Iterator[str]:
+    """The file's lines as text, line by line, so that a wrong encoding names its line."""
+    for number, raw in enumerate(file, start=1):
+        try:
+            yield raw.decode("utf-8-sig" if number == 1 else "utf-8")
+        except UnicodeDecodeError:
+            raise InvalidInputError(
+                f"{path.name} is not UTF-8 text (line {number}); save it as 'CSV UTF-8'",
+                field="file",
+            ) from None
 
 
 def check_header(header: list[str]) -> tuple[str, ...]:
@@ -249,7 +250,7 @@ def parse_revenue(cell: str, _region: str) -> Decimal:
     whole = match["whole"].replace(".", "").replace(",", "")
     if len(whole.lstrip("0")) > MAX_INTEGER_DIGITS:
         raise InvalidInputError(f"bad revenue {cell!r}: too large")
-    return Decimal(f"{whole}.{match['fraction'] or '00'}")
+    return Decimal(f"{whole}.{(match['fraction'] or '').ljust(2, '0')}")
 
 
 def parse_language(cell: str, _region: str) -> str:

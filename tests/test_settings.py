@@ -64,6 +64,6 @@ def test_production_without_a_secret_key_does_not_start(monkeypatch: pytest.Monk
     monkeypatch.setenv("OMNIHUB_ENVIRONMENT", "production")
 
     with pytest.raises(
-        SettingsError, match="^OMNIHUB_SECRET_KEY: required when OMNIHUB_ENVIRONMENT=production$"
+        SettingsError, match=r"^OMNIHUB_SECRET_KEY: required when OMNIHUB_ENVIRONMENT=production$"
     ):
         load_settings()
