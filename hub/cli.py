@@ -7,6 +7,7 @@ the command with one line on standard error and exit status 2, not a traceback.
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
 import sys
 from collections.abc import Awaitable, Callable
@@ -18,7 +19,7 @@ import uvicorn
 
 from hub.context import Hub
 from hub.errors import HubError
-from hub.settings import Settings, SettingsError, load_settings
+from hub.settings import ENV_PREFIX, Settings, SettingsError, load_settings
 
 app = typer.Typer(
     help="omnihub: the omnichannel communication hub.",
@@ -83,7 +84,9 @@ def _serve(settings: Settings, host: str, port: int, workers: int) -> None:
 
         uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
     else:
-        # Each worker builds its app from the same environment.
+        # Each worker builds its app from the environment; they must share one secret
+        # (a development hub without OMNIHUB_SECRET_KEY made one up for this run).
+        os.environ.setdefault(f"{ENV_PREFIX}SECRET_KEY", settings.secret_key or "")
         uvicorn.run(
             "hub.app:app_from_environment",
             factory=True,
