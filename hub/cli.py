@@ -63,7 +63,7 @@ def run_with_hub(settings: Settings, action: Callable[[Hub], Awaitable[T]]) -> T
     except HubError as error:
         raise fail(error.message) from None
     except OSError as error:
-        raise fail(f"cannot reach the database: {error}") from None
+        raise fail(str(error)) from None
 
 
 @app.command()

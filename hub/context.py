@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from hub.assignment import DefaultRouter, Router
 from hub.db import SessionFactory, create_engine, create_session_factory
 from hub.events import Event, EventBus, InProcessEventBus
+from hub.gate import Policy
 from hub.metrics import Metrics
 from hub.settings import Settings
 
@@ -61,6 +62,14 @@ class Hub:
         await self.bus.publish(work.events)
         for callback in work.after_commit:
             callback()
+
+    @property
+    def policy(self) -> Policy:
+        return Policy(
+            marketing_cap=self.settings.marketing_cap,
+            marketing_cap_days=self.settings.marketing_cap_days,
+            no_marketing_on_open_complaint=self.settings.no_marketing_on_open_complaint,
+        )
 
     async def close(self) -> None:
         await self.engine.dispose()

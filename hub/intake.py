@@ -145,6 +145,7 @@ async def _thread(work: Work, customer: Customer, inbound: Inbound) -> tuple[Con
         channel=inbound.channel,
         subject=inbound.subject,
         thread_key=inbound.thread_key,
+        created_at=inbound.received_at,
         last_message_at=inbound.received_at,
     )
     work.session.add(conversation)

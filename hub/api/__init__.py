@@ -1,6 +1,15 @@
 """The hub's JSON API, one router per resource."""
 
-from hub.api import agents, complaints, conversations, customers, interactions, ops
+from hub.api import (
+    agents,
+    blocks,
+    complaints,
+    consents,
+    conversations,
+    customers,
+    interactions,
+    ops,
+)
 
 ROUTERS = (
     ops.router,
@@ -9,4 +18,7 @@ ROUTERS = (
     complaints.router,
     conversations.router,
     agents.router,
+    blocks.router,
+    consents.router,
+    consents.public,
 )

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query
 
 from hub.api.deps import current_agent, get_hub
-from hub.api.schemas import AssignIn, NoteIn, StatusIn
+from hub.api.schemas import AssignIn, NoteIn, ReplyIn, StatusIn
 from hub.context import Hub
 from hub.conversations import (
     conversation_view,
@@ -20,6 +20,7 @@ from hub.conversations import (
 )
 from hub.errors import InvalidInputError
 from hub.models import Agent
+from hub.replies import do_reply
 
 router = APIRouter(prefix="/api/conversations", tags=["conversations"])
 
@@ -112,3 +113,24 @@ async def close(
         conversation = await get_conversation(work.session, conversation_id)
         await do_set_status(work, agent, conversation, (body or StatusIn()).status)
         return conversation_view(conversation)
+
+
+@router.post("/{conversation_id}/reply", status_code=202)
+async def reply(
+    conversation_id: int,
+    body: ReplyIn,
+    hub: Hub = Depends(get_hub),
+    agent: Agent = Depends(current_agent),
+) -> dict[str, Any]:
+    """Reply through the outbox; `status` is `queued`, or `blocked` with the `reasons`."""
+    async with hub.work() as work:
+        conversation = await get_conversation(work.session, conversation_id)
+        result = await do_reply(
+            hub, work, agent, conversation, body.text, body.channel, body.client_id
+        )
+    return {
+        "interaction_id": result.interaction_id,
+        "outbox_id": result.outbox_id,
+        "status": result.status,
+        "reasons": list(result.reasons),
+    }

@@ -96,3 +96,25 @@ class AssignIn(Body):
 
 class StatusIn(Body):
     status: Literal["open", "closed"] = "closed"
+
+
+class BlockIn(Body):
+    kind: Literal["email", "phone", "customer"]
+    value: str = Field(min_length=1, max_length=320)
+    reason: Literal["unsubscribe", "hard_bounce", "sms_stop", "legal", "do_not_contact", "manual"]
+    scope: Literal["marketing", "all"] = "all"
+    note: str | None = Field(default=None, max_length=500)
+
+
+class ConsentIn(Body):
+    channel: Literal["email", "sms", "phone"]
+    purpose: Literal["service", "marketing"]
+    state: Literal["granted", "revoked"]
+    source: str = Field(min_length=1, max_length=100)
+    text_shown: str | None = Field(default=None, max_length=5000)
+
+
+class ReplyIn(Body):
+    text: str = Field(min_length=1, max_length=100_000)
+    channel: Literal["email", "sms", "chat"] | None = None
+    client_id: str | None = Field(default=None, max_length=100)

@@ -1,0 +1,60 @@
+"""What a channel's sender is, and how it says a delivery failed.
+
+A sender has one method, `send(outbound) -> Receipt`. It raises
+
+    DeliveryError
+     ├── TransientDeliveryError   try again later (connection refused, 4xx SMTP, 429, 5xx)
+     └── PermanentDeliveryError   never going to work (5xx SMTP, invalid number)
+
+and nothing else on purpose: the dispatcher treats any other exception as
+transient, so a bug in a sender delays mail instead of losing it. `RecordingSender`
+is the test sender: it records what it was given, and can be told to fail.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from hub.values import Outbound
+
+
+class DeliveryError(Exception):
+    """A sender could not deliver."""
+
+
+class TransientDeliveryError(DeliveryError):
+    """Worth another try after a backoff."""
+
+
+class PermanentDeliveryError(DeliveryError):
+    """Will never succeed; the message is failed with this reason."""
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    provider_id: str
+
+
+class Sender(Protocol):
+    async def send(self, outbound: Outbound) -> Receipt: ...
+
+
+@dataclass
+class RecordingSender:
+    """Records every outbound it is handed; queued errors are raised first, in order."""
+
+    sent: list[Outbound] = field(default_factory=list)
+    failures: deque[Exception] = field(default_factory=deque)
+    _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+    async def send(self, outbound: Outbound) -> Receipt:
+        if self.failures:
+            raise self.failures.popleft()
+        self.sent.append(outbound)
+        return Receipt(f"test-{next(self._ids)}")
+
+    def fail_next(self, *errors: Exception) -> None:
+        self.failures.extend(errors)

@@ -1,0 +1,163 @@
+"""One way out: every message the hub sends is first a row here.
+
+A row is written in the same transaction as the change that caused it (a
+reply, a consent request, a campaign step), under an idempotency key:
+queueing the same key again is a no-op that returns the first row. A row moves
+
+    queued ──claim──> sending ──> sent          (provider id recorded)
+      ^                  │  └───> failed        (permanent error, reason kept)
+      │                  │  └───> blocked       (the gate said no, reasons kept)
+      └── retry, backoff ┘
+    sending, lease expired ──> reclaimed by any dispatcher (the claimer died)
+
+and every final state becomes an entry in the customer's history.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from hub.context import Work
+from hub.errors import InvalidInputError
+from hub.gate import PURPOSES, Policy, Recipient, check
+from hub.models import Interaction, OutboxMessage, utcnow
+
+STATUSES = ("queued", "sending", "sent", "blocked", "failed")
+MAX_KEY = 200
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """What to queue: the rendered message, whom it is for, and why it is sent."""
+
+    idempotency_key: str
+    channel: str
+    recipient: str
+    purpose: str
+    text: str
+    subject: str | None = None
+    html: str | None = None
+    customer_id: int | None = None
+    conversation_id: int | None = None
+    interaction_id: int | None = None
+    headers: dict[str, str] | None = None
+
+
+async def enqueue(work: Work, message: Message, policy: Policy) -> OutboxMessage:
+    """Queue a message once per idempotency key; returns the row (new or the first one).
+
+    The gate is asked now, so that the caller learns at once when a message is
+    blocked (the row is then stored as `blocked`, with the reasons, and never
+    dispatched); the dispatcher asks again at send time.
+    """
+    _check(message)
+    recipient = Recipient(message.customer_id, message.channel, message.recipient)
+    decision = await check(work.session, recipient, message.purpose, policy)
+    insert = postgresql_insert if work.session.bind.dialect.name == "postgresql" else sqlite_insert
+    statement = (
+        insert(OutboxMessage)
+        .values(
+            idempotency_key=message.idempotency_key,
+            channel=message.channel,
+            recipient=message.recipient,
+            purpose=message.purpose,
+            customer_id=message.customer_id,
+            conversation_id=message.conversation_id,
+            interaction_id=message.interaction_id,
+            payload=_payload(message),
+            status="queued" if decision.allowed else "blocked",
+            attempts=0,
+            blocked_reasons=list(decision.reasons),
+            next_attempt_at=utcnow(),
+        )
+        .on_conflict_do_nothing(index_elements=["idempotency_key"])
+    )
+    inserted = (await work.session.execute(statement)).rowcount == 1
+    row = await get_by_key(work, message.idempotency_key)
+    if inserted:
+        work.emit(
+            f"outbox.{row.status}",
+            outbox_id=row.id,
+            channel=row.channel,
+            customer_id=row.customer_id,
+            reasons=row.blocked_reasons,
+        )
+        if not decision.allowed:
+            add_outcome_to_history(work, row, "blocked: " + ", ".join(decision.reasons))
+    return row
+
+
+def add_outcome_to_history(work: Work, row: OutboxMessage, summary: str) -> None:
+    """Every final state of a message is an entry in its customer's history."""
+    if row.customer_id is None:
+        return
+    work.session.add(
+        Interaction(
+            customer_id=row.customer_id,
+            conversation_id=row.conversation_id,
+            channel=row.channel,
+            direction="outbound",
+            kind="delivery",
+            subject=row.payload.get("subject"),
+            text=f"{row.purpose} message to {row.recipient} {summary}",
+            meta={
+                "outbox_id": row.id,
+                "status": row.status,
+                "reasons": row.blocked_reasons,
+                "provider_id": row.provider_id,
+                "error": row.last_error,
+            },
+        )
+    )
+
+
+async def get_by_key(work: Work, key: str) -> OutboxMessage:
+    statement = select(OutboxMessage).where(OutboxMessage.idempotency_key == key)
+    return (await work.session.scalars(statement)).one()
+
+
+def _check(message: Message) -> None:
+    if not message.idempotency_key or len(message.idempotency_key) > MAX_KEY:
+        raise InvalidInputError(
+            "an idempotency key is 1 to 200 characters", field="idempotency_key"
+        )
+    if message.purpose not in PURPOSES:
+        raise InvalidInputError(f"purpose must be one of {', '.join(PURPOSES)}", field="purpose")
+    if not message.recipient:
+        raise InvalidInputError("a message needs a recipient", field="recipient")
+
+
+def _payload(message: Message) -> dict[str, Any]:
+    payload: dict[str, Any] = {"text": message.text}
+    if message.subject is not None:
+        payload["subject"] = message.subject
+    if message.html is not None:
+        payload["html"] = message.html
+    if message.headers:
+        payload["headers"] = message.headers
+    return payload
+
+
+def outbox_view(row: OutboxMessage) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "idempotency_key": row.idempotency_key,
+        "channel": row.channel,
+        "recipient": row.recipient,
+        "purpose": row.purpose,
+        "status": row.status,
+        "attempts": row.attempts,
+        "next_attempt_at": row.next_attempt_at,
+        "last_error": row.last_error,
+        "blocked_reasons": row.blocked_reasons,
+        "provider_id": row.provider_id,
+        "created_at": row.created_at,
+        "sent_at": row.sent_at,
+        "customer_id": row.customer_id,
+        "conversation_id": row.conversation_id,
+    }

@@ -1,0 +1,272 @@
+"""The outbox and its dispatcher: once per key, the gate asked again, every outcome recorded."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from sqlalchemy import select, update
+
+from hub.blocks import do_add_block
+from hub.context import Hub
+from hub.delivery import PermanentDeliveryError, RecordingSender, TransientDeliveryError
+from hub.dispatcher import Dispatcher
+from hub.intake import accept_inbound
+from hub.models import Interaction, OutboxMessage, utcnow
+from hub.outbox import Message, enqueue
+from hub.values import Inbound
+
+
+async def anna(hub: Hub) -> int:
+    result = await accept_inbound(
+        hub,
+        Inbound(
+            channel="email",
+            sender_kind="email",
+            sender="anna@example.com",
+            external_id="m1",
+            subject="Frage",
+            text="Hallo",
+        ),
+    )
+    return result.customer_id
+
+
+async def queue(
+    hub: Hub,
+    customer_id: int | None,
+    key: str = "k1",
+    purpose: str = "service",
+    recipient: str = "anna@example.com",
+    channel: str = "email",
+) -> OutboxMessage:
+    async with hub.work() as work:
+        return await enqueue(
+            work,
+            Message(
+                idempotency_key=key,
+                channel=channel,
+                recipient=recipient,
+                purpose=purpose,
+                subject="Antwort",
+                text="Danke für Ihre Nachricht.",
+                customer_id=customer_id,
+            ),
+            hub.policy,
+        )
+
+
+async def row(hub: Hub, row_id: int) -> OutboxMessage:
+    async with hub.sessions() as session:
+        return await session.get(OutboxMessage, row_id)
+
+
+async def deliveries(hub: Hub, customer_id: int) -> list[str]:
+    async with hub.sessions() as session:
+        return list(
+            await session.scalars(
+                select(Interaction.text)
+                .where(Interaction.customer_id == customer_id, Interaction.kind == "delivery")
+                .order_by(Interaction.id)
+            )
+        )
+
+
+async def test_a_queued_message_is_sent_with_the_providers_id_and_lands_in_history(hub: Hub):
+    customer_id = await anna(hub)
+    queued = await queue(hub, customer_id)
+    sender = RecordingSender()
+
+    handled = await Dispatcher(hub, {"email": sender}).dispatch_once()
+
+    sent = await row(hub, queued.id)
+    assert handled == 1
+    assert [(o.recipient, o.subject, o.idempotency_key) for o in sender.sent] == [
+        ("anna@example.com", "Antwort", "k1")
+    ]
+    assert (sent.status, sent.provider_id, sent.attempts) == ("sent", "test-1", 1)
+    assert sent.sent_at is not None
+    assert await deliveries(hub, customer_id) == [
+        "service message to anna@example.com sent (test-1)"
+    ]
+
+
+async def test_the_same_idempotency_key_queued_twice_is_sent_once(hub: Hub):
+    customer_id = await anna(hub)
+    first = await queue(hub, customer_id, key="reply:7")
+    second = await queue(hub, customer_id, key="reply:7")
+    sender = RecordingSender()
+    dispatcher = Dispatcher(hub, {"email": sender})
+
+    await dispatcher.dispatch_once()
+    await dispatcher.dispatch_once()
+
+    assert first.id == second.id
+    assert len(sender.sent) == 1
+
+
+async def test_an_address_blocked_before_queueing_is_never_handed_to_a_sender(hub: Hub):
+    customer_id = await anna(hub)
+    async with hub.work() as work:
+        await do_add_block(work, None, "email", "anna@example.com", "hard_bounce", "DE")
+    queued = await queue(hub, customer_id)
+    sender = RecordingSender()
+
+    await Dispatcher(hub, {"email": sender}).dispatch_once()
+
+    assert sender.sent == []
+    assert queued.status == "blocked" and queued.blocked_reasons == ["block:hard_bounce"]
+    assert await deliveries(hub, customer_id) == [
+        "service message to anna@example.com blocked: block:hard_bounce"
+    ]
+
+
+async def test_a_block_arriving_between_queueing_and_dispatch_stops_the_message(hub: Hub):
+    customer_id = await anna(hub)
+    queued = await queue(hub, customer_id)
+    async with hub.work() as work:
+        await do_add_block(work, None, "customer", str(customer_id), "legal", "DE")
+    sender = RecordingSender()
+
+    await Dispatcher(hub, {"email": sender}).dispatch_once()
+
+    stopped = await row(hub, queued.id)
+    assert sender.sent == []
+    assert (stopped.status, stopped.blocked_reasons) == ("blocked", ["block:legal"])
+
+
+async def test_a_temporary_failure_is_retried_with_growing_backoff(hub: Hub):
+    customer_id = await anna(hub)
+    queued = await queue(hub, customer_id)
+    sender = RecordingSender()
+    sender.fail_next(TransientDeliveryError("421 try later"), TransientDeliveryError("timeout"))
+    dispatcher = Dispatcher(hub, {"email": sender})
+
+    await dispatcher.dispatch_once()
+    after_first = await row(hub, queued.id)
+    await make_due(hub, queued.id)
+    await dispatcher.dispatch_once()
+    after_second = await row(hub, queued.id)
+    await make_due(hub, queued.id)
+    await dispatcher.dispatch_once()
+
+    assert after_first.status == "queued" and "421 try later" in after_first.last_error
+    first_wait = after_first.next_attempt_at - utcnow()
+    assert timedelta(seconds=20) < first_wait <= timedelta(seconds=30)
+    assert after_second.next_attempt_at - utcnow() > timedelta(seconds=50)
+    assert (await row(hub, queued.id)).status == "sent" and len(sender.sent) == 1
+
+
+async def make_due(hub: Hub, row_id: int) -> None:
+    async with hub.work() as work:
+        await work.session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id == row_id)
+            .values(next_attempt_at=utcnow() - timedelta(seconds=1))
+        )
+
+
+async def test_a_permanent_failure_fails_the_message_with_the_reason(hub: Hub):
+    customer_id = await anna(hub)
+    queued = await queue(hub, customer_id)
+    sender = RecordingSender()
+    sender.fail_next(PermanentDeliveryError("550 no such user"))
+
+    await Dispatcher(hub, {"email": sender}).dispatch_once()
+
+    failed = await row(hub, queued.id)
+    assert (failed.status, failed.last_error) == ("failed", "550 no such user")
+    assert await deliveries(hub, customer_id) == [
+        "service message to anna@example.com failed: 550 no such user"
+    ]
+
+
+async def test_a_sender_that_crashes_is_retried_and_the_dispatcher_keeps_running(hub: Hub):
+    customer_id = await anna(hub)
+    broken = await queue(hub, customer_id, key="a")
+    fine = await queue(hub, customer_id, key="b")
+    sender = RecordingSender()
+    sender.fail_next(ZeroDivisionError("bug in a sender"))
+
+    await Dispatcher(hub, {"email": sender}).dispatch_once()
+
+    assert (await row(hub, broken.id)).status == "queued"
+    assert "ZeroDivisionError" in (await row(hub, broken.id)).last_error
+    assert (await row(hub, fine.id)).status == "sent"
+
+
+async def test_a_message_fails_after_its_last_attempt(hub: Hub):
+    hub.settings.outbox_max_attempts = 2
+    customer_id = await anna(hub)
+    queued = await queue(hub, customer_id)
+    sender = RecordingSender()
+    sender.fail_next(TransientDeliveryError("busy"), TransientDeliveryError("still busy"))
+    dispatcher = Dispatcher(hub, {"email": sender})
+
+    await dispatcher.dispatch_once()
+    await make_due(hub, queued.id)
+    await dispatcher.dispatch_once()
+
+    failed = await row(hub, queued.id)
+    assert (failed.status, failed.attempts) == ("failed", 2)
+    assert "still busy" in failed.last_error
+
+
+async def test_a_channel_without_a_sender_waits_instead_of_losing_the_message(hub: Hub):
+    customer_id = await anna(hub)
+    queued = await queue(hub, customer_id)
+
+    await Dispatcher(hub, {}).dispatch_once()
+
+    waiting = await row(hub, queued.id)
+    assert waiting.status == "queued"
+    assert "no sender is configured for channel email" in waiting.last_error
+
+
+async def test_a_row_whose_claimer_died_is_reclaimed_after_the_lease(hub: Hub):
+    customer_id = await anna(hub)
+    queued = await queue(hub, customer_id)
+    async with hub.work() as work:
+        await work.session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id == queued.id)
+            .values(
+                status="sending",
+                claimed_by="dead:1",
+                attempts=1,
+                lease_until=utcnow() + timedelta(minutes=5),
+            )
+        )
+    sender = RecordingSender()
+    dispatcher = Dispatcher(hub, {"email": sender})
+
+    before_expiry = await dispatcher.dispatch_once()
+    async with hub.work() as work:
+        await work.session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id == queued.id)
+            .values(lease_until=utcnow() - timedelta(seconds=1))
+        )
+    after_expiry = await dispatcher.dispatch_once()
+
+    assert (before_expiry, after_expiry) == (0, 1)
+    assert len(sender.sent) == 1
+    assert (await row(hub, queued.id)).attempts == 2
+
+
+async def test_the_dispatcher_loop_stops_when_told(hub: Hub):
+    customer_id = await anna(hub)
+    await queue(hub, customer_id)
+    sender = RecordingSender()
+    stop = asyncio.Event()
+    dispatcher = Dispatcher(hub, {"email": sender}, poll_seconds=0.05)
+
+    task = asyncio.create_task(dispatcher.run(stop))
+    for _ in range(100):
+        if sender.sent:
+            break
+        await asyncio.sleep(0.02)
+    stop.set()
+    await asyncio.wait_for(task, 2)
+
+    assert len(sender.sent) == 1
