@@ -2,11 +2,13 @@
 
 `create_app(settings)` builds the running `Hub`, mounts the API, the console
 and (as their issues land) the channels, maps the hub's errors to HTTP, counts
-every request for `/metrics`, and closes the database when the app stops.
+every request for `/metrics`, runs the outbox dispatcher while the app lives,
+and closes the database when the app stops.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from time import perf_counter
@@ -18,6 +20,8 @@ from starlette.middleware.sessions import SessionMiddleware
 from agent_ui import pages
 from hub.api import ROUTERS
 from hub.context import Hub
+from hub.delivery import Sender
+from hub.dispatcher import Dispatcher
 from hub.errors import HubError
 from hub.settings import Settings
 
@@ -25,14 +29,21 @@ SESSION_COOKIE = "omnihub_session"
 SESSION_SECONDS = 12 * 3600
 
 
-def create_app(settings: Settings, hub: Hub | None = None) -> FastAPI:
+def create_app(
+    settings: Settings, hub: Hub | None = None, senders: dict[str, Sender] | None = None
+) -> FastAPI:
     running = hub or Hub.create(settings)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        stop = asyncio.Event()
+        dispatcher = Dispatcher(running, senders or {})
+        background = asyncio.create_task(dispatcher.run(stop), name="outbox dispatcher")
         try:
             yield
         finally:
+            stop.set()
+            await background
             await running.close()
 
     app = FastAPI(title="omnihub", version="0.1.0", lifespan=lifespan)
