@@ -33,7 +33,7 @@ async def an_inquiry(hub: Hub, channel: str = "email") -> tuple[int, int]:
 async def test_a_reply_is_queued_in_history_and_sent_on_the_conversations_channel(
     hub: Hub, client: httpx.AsyncClient, agent: SignedIn
 ):
-    customer_id, conversation_id = await an_inquiry(hub)
+    _, conversation_id = await an_inquiry(hub)
 
     answer = await client.post(
         f"/api/conversations/{conversation_id}/reply",
