@@ -7,6 +7,7 @@ from datetime import timedelta
 
 from sqlalchemy import select, update
 
+from hub.app import create_app
 from hub.blocks import do_add_block
 from hub.context import Hub
 from hub.delivery import PermanentDeliveryError, RecordingSender, TransientDeliveryError
@@ -270,3 +271,18 @@ async def test_the_dispatcher_loop_stops_when_told(hub: Hub):
     await asyncio.wait_for(task, 2)
 
     assert len(sender.sent) == 1
+
+
+async def test_the_running_app_dispatches_the_outbox_in_the_background(hub: Hub):
+    customer_id = await anna(hub)
+    sender = RecordingSender()
+    app = create_app(hub.settings, Hub.create(hub.settings), senders={"email": sender})
+
+    async with app.router.lifespan_context(app):
+        await queue(hub, customer_id)
+        for _ in range(200):
+            if sender.sent:
+                break
+            await asyncio.sleep(0.02)
+
+    assert [o.recipient for o in sender.sent] == ["anna@example.com"]
