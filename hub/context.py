@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from hub.assignment import DefaultRouter, Router
-from hub.db import SessionFactory, create_engine, create_session_factory
+from hub.db import WRITES, SessionFactory, create_engine, create_session_factory
 from hub.events import Event, EventBus, InProcessEventBus
 from hub.gate import Policy
 from hub.metrics import Metrics
@@ -58,6 +58,7 @@ class Hub:
         async with self.sessions() as session:
             work = Work(session)
             async with session.begin():
+                await session.connection(execution_options={WRITES: True})
                 yield work
         await self.bus.publish(work.events)
         for callback in work.after_commit:

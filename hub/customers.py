@@ -316,11 +316,3 @@ def _block(row: Row[Any]) -> dict[str, Any]:
         "created_at": row.created_at,
     }
 
-
-async def open_complaints(session: AsyncSession, customer_id: int) -> list[dict[str, Any]]:
-    statement = (
-        select(Complaint)
-        .where(Complaint.customer_id == customer_id, Complaint.status != "resolved")
-        .order_by(Complaint.opened_at.desc(), Complaint.id.desc())
-    )
-    return [complaint_view(c) for c in await session.scalars(statement)]

@@ -1,7 +1,8 @@
 """The database: engine, sessions and migrations, for SQLite and PostgreSQL alike.
 
-SQLite runs in WAL mode with foreign keys enforced, and every transaction
-begins IMMEDIATE, so concurrent writers queue instead of failing. The schema is owned by
+SQLite runs in WAL mode with foreign keys enforced; a transaction that writes
+begins IMMEDIATE, so concurrent writers queue instead of failing, and one that
+only reads begins deferred, so it never waits for a writer. The schema is owned by
 Alembic (`hub/migrations`); `migrate()` brings any database up to date.
 """
 
@@ -24,6 +25,8 @@ from sqlalchemy.ext.asyncio import (
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 SessionFactory = async_sessionmaker[AsyncSession]
+# The execution option a unit of work that writes sets on its connection.
+WRITES = "omnihub_writes"
 
 
 def create_engine(database_url: str) -> AsyncEngine:
@@ -49,8 +52,10 @@ def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
 def _begin_immediate(connection: Any) -> None:
     # A deferred transaction that reads and then writes fails with SQLITE_BUSY
     # (no wait) when another writer committed in between; taking the write lock
-    # up front makes writers queue on busy_timeout instead.
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    # up front makes writers queue on busy_timeout instead. Readers begin
+    # deferred, so WAL lets them read while a writer writes.
+    writes = connection.get_execution_options().get(WRITES, False)
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if writes else "BEGIN")
 
 
 def create_session_factory(engine: AsyncEngine) -> SessionFactory:
