@@ -13,7 +13,7 @@ from hub.context import Hub
 from hub.delivery import PermanentDeliveryError, RecordingSender, TransientDeliveryError
 from hub.dispatcher import Dispatcher
 from hub.intake import accept_inbound
-from hub.models import Interaction, OutboxMessage, utcnow
+from hub.models import Consent, Interaction, OutboxMessage, utcnow
 from hub.outbox import Message, enqueue
 from hub.values import Inbound
 
@@ -286,3 +286,54 @@ async def test_the_running_app_dispatches_the_outbox_in_the_background(hub: Hub)
             await asyncio.sleep(0.02)
 
     assert [o.recipient for o in sender.sent] == ["anna@example.com"]
+
+
+async def test_marketing_to_a_complaining_customer_is_blocked_while_the_service_reply_goes_out(
+    hub: Hub,
+):
+    customer_id = await anna(hub)
+    async with hub.work() as work:
+        work.session.add(
+            Consent(
+                customer_id=customer_id,
+                channel="email",
+                purpose="marketing",
+                state="granted",
+                evidence={"confirmed_at": "2026-11-01"},
+            )
+        )
+    await accept_inbound(
+        hub,
+        Inbound(
+            channel="email",
+            sender_kind="email",
+            sender="anna@example.com",
+            external_id="m2",
+            subject="Beschwerde",
+            text="Kaputt!",
+            is_complaint=True,
+        ),
+    )
+    offer = await queue(hub, customer_id, key="offer", purpose="marketing")
+    sender = RecordingSender()
+    async with hub.work() as work:
+        unconfirmed = await enqueue(
+            work,
+            Message(
+                idempotency_key="offer-sms",
+                channel="sms",
+                recipient="+491512345678",
+                purpose="marketing",
+                text="Angebot!",
+                customer_id=customer_id,
+            ),
+            hub.policy,
+        )
+    reply = await queue(hub, customer_id, key="reply")
+
+    await Dispatcher(hub, {"email": sender, "sms": sender}).dispatch_once()
+
+    assert [o.idempotency_key for o in sender.sent] == ["reply"]
+    assert (offer.status, offer.blocked_reasons) == ("blocked", ["open_complaint"])
+    assert set(unconfirmed.blocked_reasons) == {"consent:missing", "open_complaint"}
+    assert (await row(hub, reply.id)).status == "sent"
