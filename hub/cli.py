@@ -133,9 +133,8 @@ def demo(
     logins = run_with_hub(settings, seed_demo)
     typer.echo(f"\nomnihub demo: console at http://127.0.0.1:{port}/  (API docs at /docs)")
     for login in logins:
-        typer.echo(
-            f"  {login.role:<10} {login.email:<28} password {login.password}   token {login.token}"
-        )
+        account = f"{login.role:<10} {login.email:<27}"
+        typer.echo(f"  {account} password {login.password:<19} token {login.token}")
     typer.echo("")
     _serve(settings, "127.0.0.1", port, 1)
 
