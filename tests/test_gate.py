@@ -10,6 +10,7 @@ from hub.blocks import do_add_block, do_lift_block
 from hub.context import Hub
 from hub.gate import Policy, Recipient, check, check_many
 from hub.intake import accept_inbound
+from hub.merge import do_merge
 from hub.models import Complaint, Consent, OutboxMessage, utcnow
 from hub.values import Inbound
 
@@ -225,3 +226,15 @@ async def test_a_recipient_without_a_customer_is_judged_by_its_address(hub: Hub)
     assert unknown.reasons == ("consent:missing",)
     async with hub.sessions() as session:
         assert await session.scalar(select(func.count()).select_from(OutboxMessage)) == 0
+
+
+async def test_a_customer_block_still_holds_after_its_customer_was_merged(hub: Hub):
+    survivor = await customer(hub, "anna@example.com")
+    duplicate = await customer(hub, "anna.schmidt@example.com")
+    await block(hub, "customer", str(duplicate), "legal")
+    async with hub.work() as work:
+        await do_merge(work, None, survivor, duplicate)
+
+    decision = await decide(hub, survivor, "service")
+
+    assert decision.reasons == ("block:legal",)
