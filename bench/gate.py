@@ -47,7 +47,7 @@ from bench.history import server_version
 from bench.mixed_recipients import PLANTS, Planted, fill
 from hub.context import Hub
 from hub.db import migrate
-from hub.gate import PURPOSES, Decision, Policy, Recipient, _values_in, check_many
+from hub.gate import PURPOSES, Decision, Policy, Recipient, check_many, in_bound_array
 from hub.models import Identity
 from hub.settings import load_settings
 
@@ -83,7 +83,7 @@ def identities_of(recipients: list[Recipient], dialect: str) -> Select[Any]:
     """The baseline: the recipients' identities, the customer ids bound as the gate binds them."""
     customers = sorted({r.customer_id for r in recipients if r.customer_id is not None})
     return select(Identity.customer_id, Identity.value).where(
-        _values_in(Identity.customer_id, customers, dialect, "customers")
+        in_bound_array(Identity.customer_id, customers, dialect, "customers")
     )
 
 

@@ -315,4 +315,3 @@ def _block(row: Row[Any]) -> dict[str, Any]:
         "scope": row.scope,
         "created_at": row.created_at,
     }
-

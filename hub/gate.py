@@ -93,7 +93,7 @@ async def check_many(
     return [_decide(r, purpose, blocks, facts, policy) for r in recipients]
 
 
-def _values_in(column: Any, values: list[Any], dialect: str, name: str) -> ColumnElement[bool]:
+def in_bound_array(column: Any, values: list[Any], dialect: str, name: str) -> ColumnElement[bool]:
     """`column IN values` with the whole list bound as a single parameter."""
     is_int = bool(values) and isinstance(values[0], int)
     if dialect == "postgresql":
@@ -115,13 +115,13 @@ async def _blocks(
     ).where(
         Block.kind == "customer",
         Block.lifted_at.is_(None),
-        _values_in(Block.customer_id, customers or [0], dialect, "customers"),
+        in_bound_array(Block.customer_id, customers or [0], dialect, "customers"),
     )
     by_address = [
         select(Block.kind, Block.value, Block.reason, Block.scope).where(
             Block.kind == kind,
             Block.lifted_at.is_(None),
-            _values_in(Block.value, values, dialect, f"{kind}s"),
+            in_bound_array(Block.value, values, dialect, f"{kind}s"),
         )
         for kind, values in (("email", emails), ("phone", phones))
         if values
@@ -154,7 +154,7 @@ async def _marketing_facts(
             Consent.state,
             Consent.evidence["confirmed_at"].as_string(),
         ).where(
-            _values_in(Consent.customer_id, customers, dialect, "customers"),
+            in_bound_array(Consent.customer_id, customers, dialect, "customers"),
             Consent.purpose == "marketing",
         )
     )
@@ -165,7 +165,7 @@ async def _marketing_facts(
                 select(Complaint.customer_id)
                 .distinct()
                 .where(
-                    _values_in(Complaint.customer_id, customers, dialect, "customers"),
+                    in_bound_array(Complaint.customer_id, customers, dialect, "customers"),
                     Complaint.status != "resolved",
                 )
             )
@@ -174,7 +174,7 @@ async def _marketing_facts(
     sent = await session.execute(
         select(OutboxMessage.customer_id, func.count())
         .where(
-            _values_in(OutboxMessage.customer_id, customers, dialect, "customers"),
+            in_bound_array(OutboxMessage.customer_id, customers, dialect, "customers"),
             OutboxMessage.purpose == "marketing",
             OutboxMessage.status == "sent",
             OutboxMessage.sent_at >= since,
