@@ -4,7 +4,9 @@ A sender has one method, `send(outbound) -> Receipt`. It raises
 
     DeliveryError
      ├── TransientDeliveryError   try again later (connection refused, 4xx SMTP, 429, 5xx)
-     └── PermanentDeliveryError   never going to work (5xx SMTP, invalid number)
+     ├── PermanentDeliveryError   never going to work (5xx SMTP, invalid number)
+     └── UnknownDeliveryError     it may have gone out (connection lost after SMTP DATA):
+                                  the row becomes `unknown` for reconciliation, never re-sent
 
 and nothing else on purpose: the dispatcher treats any other exception as
 transient, so a bug in a sender delays mail instead of losing it. `RecordingSender`
@@ -31,6 +33,10 @@ class TransientDeliveryError(DeliveryError):
 
 class PermanentDeliveryError(DeliveryError):
     """Will never succeed; the message is failed with this reason."""
+
+
+class UnknownDeliveryError(DeliveryError):
+    """Whether the message went out cannot be known; sending again could duplicate it."""
 
 
 @dataclass(frozen=True, slots=True)

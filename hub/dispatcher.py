@@ -14,8 +14,10 @@ claim a single writer's.
 Outcomes: `sent` with the provider's id; a transient error (or any unexpected
 exception: a bug delays mail rather than losing it) retries with exponential
 backoff until `outbox_max_attempts`; a permanent error is `failed`; the gate
-saying no is `blocked`. A missing sender for a channel is transient: the
-message goes out once the channel is configured, or fails after its attempts.
+saying no is `blocked`; a sender that cannot know whether the message went out
+(connection lost after SMTP DATA) makes it `unknown`, which is never re-sent. A
+missing sender for a channel is transient: the message goes out once the
+channel is configured, or fails after its attempts.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from typing import Any
 from sqlalchemy import and_, or_, select, update
 
 from hub.context import Hub
-from hub.delivery import PermanentDeliveryError, Sender
+from hub.delivery import PermanentDeliveryError, Sender, UnknownDeliveryError
 from hub.gate import Recipient, check
 from hub.models import OutboxMessage, utcnow
 from hub.outbox import add_outcome_to_history
@@ -132,6 +134,10 @@ class Dispatcher:
             )
         except PermanentDeliveryError as error:
             await self._record(row, "failed", last_error=str(error), summary=f"failed: {error}")
+        except UnknownDeliveryError as error:
+            await self._record(
+                row, "unknown", last_error=str(error), summary=f"delivery unknown: {error}"
+            )
         except Exception as error:  # see the module docstring: any error is retried
             await self._retry(row, f"{type(error).__name__}: {error}")
         else:
@@ -203,5 +209,10 @@ def outbound(row: OutboxMessage) -> Outbound:
         html=row.payload.get("html"),
         headers=row.payload.get("headers", {}),
         idempotency_key=row.idempotency_key,
-        metadata={"outbox_id": row.id, "purpose": row.purpose, "customer_id": row.customer_id},
+        metadata={
+            "outbox_id": row.id,
+            "purpose": row.purpose,
+            "customer_id": row.customer_id,
+            "conversation_id": row.conversation_id,
+        },
     )

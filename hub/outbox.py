@@ -7,6 +7,7 @@ queueing the same key again is a no-op that returns the first row. A row moves
     queued ──claim──> sending ──> sent          (provider id recorded)
       ^                  │  └───> failed        (permanent error, reason kept)
       │                  │  └───> blocked       (the gate said no, reasons kept)
+      │                  │  └───> unknown       (may have gone out: reconcile, never resend)
       └── retry, backoff ┘
     sending, lease expired ──> reclaimed by any dispatcher (the claimer died)
 
@@ -27,7 +28,7 @@ from hub.errors import InvalidInputError
 from hub.gate import PURPOSES, Policy, Recipient, check
 from hub.models import Interaction, OutboxMessage, utcnow
 
-STATUSES = ("queued", "sending", "sent", "blocked", "failed")
+STATUSES = ("queued", "sending", "sent", "blocked", "failed", "unknown")
 MAX_KEY = 200
 
 

@@ -10,7 +10,12 @@ from sqlalchemy import select, update
 from hub.app import create_app
 from hub.blocks import do_add_block
 from hub.context import Hub
-from hub.delivery import PermanentDeliveryError, RecordingSender, TransientDeliveryError
+from hub.delivery import (
+    PermanentDeliveryError,
+    RecordingSender,
+    TransientDeliveryError,
+    UnknownDeliveryError,
+)
 from hub.dispatcher import Dispatcher
 from hub.intake import accept_inbound
 from hub.models import Consent, Interaction, OutboxMessage, utcnow
@@ -337,3 +342,19 @@ async def test_marketing_to_a_complaining_customer_is_blocked_while_the_service_
     assert (offer.status, offer.blocked_reasons) == ("blocked", ["open_complaint"])
     assert set(unconfirmed.blocked_reasons) == {"consent:missing", "open_complaint"}
     assert (await row(hub, reply.id)).status == "sent"
+
+
+async def test_a_delivery_that_may_have_gone_out_is_marked_unknown_and_never_resent(hub: Hub):
+    customer_id = await anna(hub)
+    queued = await queue(hub, customer_id)
+    sender = RecordingSender()
+    sender.fail_next(UnknownDeliveryError("connection lost after DATA"))
+    dispatcher = Dispatcher(hub, {"email": sender})
+
+    await dispatcher.dispatch_once()
+    await make_due(hub, queued.id)
+    await dispatcher.dispatch_once()
+
+    unknown = await row(hub, queued.id)
+    assert (unknown.status, unknown.last_error) == ("unknown", "connection lost after DATA")
+    assert sender.sent == []
