@@ -23,6 +23,8 @@ from hub.settings import Settings, load_settings
 from tests.peers import missing_peer
 from tests.peers.databases import PostgresDatabases, SqliteDatabases
 
+pytest_plugins = ["tests.peers.dovecot"]
+
 SECRET = "test-secret-key-that-is-long-enough-0123456789"
 
 # argon2's defaults cost ~0.2 s a hash by design; tests hash many passwords.
