@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from time import perf_counter
 
-from sqlalchemy import exists, select
+from sqlalchemy import Select, exists, select
 from sqlalchemy.exc import IntegrityError
 
 from hub.assignment import Router
@@ -40,7 +40,7 @@ MAX_SUBJECT = 500
 @dataclass(frozen=True, slots=True)
 class IngestResult:
     customer_id: int
-    conversation_id: int
+    conversation_id: int | None
     interaction_id: int
     complaint_id: int | None
     duplicate: bool = False
@@ -99,7 +99,7 @@ async def find_ingested(work: Work, channel: str, external_id: str) -> IngestRes
         return None
     return IngestResult(
         customer_id=interaction.customer_id,
-        conversation_id=interaction.conversation_id or 0,
+        conversation_id=interaction.conversation_id,
         interaction_id=interaction.id,
         complaint_id=interaction.meta.get("complaint_id"),
         duplicate=True,
@@ -116,7 +116,7 @@ async def _store(work: Work, inbound: Inbound, sender: str, router: Router) -> I
     work.session.add(interaction)
     await work.session.flush()
     _store_attachments(work, interaction, inbound)
-    if is_new_conversation or complaint is not None:
+    if conversation is not None and (is_new_conversation or complaint is not None):
         await route(work, router, conversation, customer)
     _emit(
         work,
@@ -129,17 +129,25 @@ async def _store(work: Work, inbound: Inbound, sender: str, router: Router) -> I
         is_new_conversation,
     )
     return IngestResult(
-        customer.id, conversation.id, interaction.id, complaint.id if complaint else None
+        customer.id,
+        conversation.id if conversation else None,
+        interaction.id,
+        complaint.id if complaint else None,
     )
 
 
-async def _thread(work: Work, customer: Customer, inbound: Inbound) -> tuple[Conversation, bool]:
+async def _thread(
+    work: Work, customer: Customer, inbound: Inbound
+) -> tuple[Conversation | None, bool]:
+    """The conversation the inbound joins, or a new one; automatic mail never starts one."""
     conversation = await find_open_conversation(work, customer.id, inbound)
     if conversation is not None:
         conversation.last_message_at = max(
             conversation.last_message_at or inbound.received_at, inbound.received_at
         )
         return conversation, False
+    if inbound.automatic:
+        return None, False
     conversation = Conversation(
         customer_id=customer.id,
         channel=inbound.channel,
@@ -153,29 +161,71 @@ async def _thread(work: Work, customer: Customer, inbound: Inbound) -> tuple[Con
     return conversation, True
 
 
+def _open_of(customer_id: int) -> Select[tuple[Conversation]]:
+    return select(Conversation).where(
+        Conversation.customer_id == customer_id, Conversation.status != "closed"
+    )
+
+
+async def _by_hint(work: Work, customer_id: int, inbound: Inbound) -> Conversation | None:
+    if not inbound.conversation_hints:
+        return None
+    return await _newest(
+        work, _open_of(customer_id).where(Conversation.id.in_(inbound.conversation_hints))
+    )
+
+
+async def _by_reference(work: Work, customer_id: int, inbound: Inbound) -> Conversation | None:
+    if not inbound.references:
+        return None
+    return await _newest(
+        work,
+        _open_of(customer_id)
+        .join(Interaction, Interaction.conversation_id == Conversation.id)
+        .where(
+            Interaction.channel == inbound.channel, Interaction.external_id.in_(inbound.references)
+        ),
+    )
+
+
+async def _by_thread_key(work: Work, customer_id: int, inbound: Inbound) -> Conversation | None:
+    if inbound.thread_key is None:
+        return None
+    return await _newest(
+        work, _open_of(customer_id).where(Conversation.thread_key == inbound.thread_key)
+    )
+
+
+async def _by_channel(work: Work, customer_id: int, inbound: Inbound) -> Conversation | None:
+    if inbound.thread_key is not None or inbound.automatic:
+        return None
+    return await _newest(work, _open_of(customer_id).where(Conversation.channel == inbound.channel))
+
+
+async def _newest(work: Work, statement: Select[tuple[Conversation]]) -> Conversation | None:
+    return (await work.session.scalars(statement.order_by(Conversation.id.desc()).limit(1))).first()
+
+
+# Threading, in order; the first rule that finds an open conversation of the
+# sender's own customer wins (a thread never crosses customers).
+THREADING_RULES = (_by_hint, _by_reference, _by_thread_key, _by_channel)
+
+
 async def find_open_conversation(
     work: Work, customer_id: int, inbound: Inbound
 ) -> Conversation | None:
-    """The customer's open conversation this inbound belongs to, if any.
-
-    With a thread key, only a conversation carrying that key; without one, the
-    customer's newest open conversation on the same channel.
-    """
-    statement = select(Conversation).where(
-        Conversation.customer_id == customer_id, Conversation.status != "closed"
-    )
-    if inbound.thread_key is not None:
-        statement = statement.where(Conversation.thread_key == inbound.thread_key)
-    else:
-        statement = statement.where(Conversation.channel == inbound.channel)
-    statement = statement.order_by(Conversation.id.desc()).limit(1)
-    return (await work.session.scalars(statement)).first()
+    """The customer's open conversation this inbound belongs to, if any."""
+    for rule in THREADING_RULES:
+        conversation = await rule(work, customer_id, inbound)
+        if conversation is not None:
+            return conversation
+    return None
 
 
 async def _open_complaint(
-    work: Work, customer: Customer, conversation: Conversation, inbound: Inbound
+    work: Work, customer: Customer, conversation: Conversation | None, inbound: Inbound
 ) -> Complaint | None:
-    if not inbound.is_complaint:
+    if not inbound.is_complaint or conversation is None:
         return None
     subject = inbound.subject or (inbound.text or "").strip().split("\n")[0][:120] or "Complaint"
     complaint = Complaint(
@@ -194,17 +244,19 @@ async def _open_complaint(
 
 def _interaction(
     customer: Customer,
-    conversation: Conversation,
+    conversation: Conversation | None,
     inbound: Inbound,
     sender: str,
     complaint: Complaint | None,
 ) -> Interaction:
     meta = dict(inbound.metadata)
+    if inbound.automatic:
+        meta["automatic"] = inbound.automatic
     if complaint is not None:
         meta["complaint_id"] = complaint.id
     return Interaction(
         customer_id=customer.id,
-        conversation_id=conversation.id,
+        conversation_id=conversation.id if conversation else None,
         channel=inbound.channel,
         direction=inbound.direction,
         kind=inbound.kind,
@@ -261,7 +313,7 @@ def _emit(
     work: Work,
     inbound: Inbound,
     customer: Customer,
-    conversation: Conversation,
+    conversation: Conversation | None,
     interaction: Interaction,
     complaint: Complaint | None,
     is_new_customer: bool,
@@ -269,7 +321,7 @@ def _emit(
 ) -> None:
     if is_new_customer:
         work.emit("customer.created", customer_id=customer.id)
-    if is_new_conversation:
+    if is_new_conversation and conversation is not None:
         work.emit(
             "conversation.created",
             conversation_id=conversation.id,
@@ -281,7 +333,7 @@ def _emit(
     work.emit(
         "message.received",
         interaction_id=interaction.id,
-        conversation_id=conversation.id,
+        conversation_id=conversation.id if conversation else None,
         customer_id=customer.id,
         channel=inbound.channel,
         direction=inbound.direction,

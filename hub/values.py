@@ -32,10 +32,16 @@ class Attachment:
 class Inbound:
     """One contact as a channel saw it, before the hub knows whom it belongs to.
 
-    `external_id` is the idempotency key within the channel (Message-ID plus
-    UIDVALIDITY/UID, MessageSid, the chat client's message id, ...).
-    `thread_key` names the thread on the channel (a chat session, an e-mail
-    thread root); the hub only ever threads within one customer.
+    `external_id` is the idempotency key within the channel (the Message-ID or
+    a hash of the raw mail, MessageSid, the chat client's message id, ...).
+    Threading, always within the sender's own customer, tries in order:
+    `conversation_hints` (conversations the channel verified the message
+    refers to, e.g. by the HMAC in the hub's own Message-IDs), `references`
+    (external ids of earlier messages on the channel), `thread_key` (the
+    thread's name on the channel: a chat session, an e-mail's own Message-ID),
+    and without a thread key the customer's open conversation on the channel.
+    `automatic` (the reason, e.g. an auto-reply) stores the message without
+    ever starting a conversation for an agent.
     """
 
     channel: Channel
@@ -46,6 +52,9 @@ class Inbound:
     subject: str | None = None
     html: str | None = None
     thread_key: str | None = None
+    references: tuple[str, ...] = ()
+    conversation_hints: tuple[int, ...] = ()
+    automatic: str | None = None
     sender_name: str | None = None
     direction: Direction = "inbound"
     kind: str = "message"

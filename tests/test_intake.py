@@ -212,3 +212,68 @@ async def test_ingest_is_counted_by_channel_in_the_metrics(hub: Hub):
     text = hub.metrics.render().decode()
     assert 'omnihub_ingested_messages_total{channel="sms"} 1.0' in text
     assert 'omnihub_ingest_duplicates_total{channel="sms"} 1.0' in text
+
+
+async def test_a_verified_hint_threads_into_the_customers_conversation_on_any_key(hub: Hub):
+    first = await accept_inbound(hub, mail("m1", thread_key="<m1@example.com>"))
+    answer = await accept_inbound(
+        hub, mail("m2", thread_key="<m2@example.com>", conversation_hints=(first.conversation_id,))
+    )
+
+    assert answer.conversation_id == first.conversation_id
+
+
+async def test_a_hint_to_another_customers_conversation_is_ignored(hub: Hub):
+    anna = await accept_inbound(hub, mail("m1", thread_key="<m1@example.com>"))
+    mallory = await accept_inbound(
+        hub,
+        mail(
+            "m2",
+            sender="mallory@example.net",
+            thread_key="<m2@example.net>",
+            conversation_hints=(anna.conversation_id,),
+        ),
+    )
+
+    assert mallory.conversation_id != anna.conversation_id
+
+
+async def test_a_reply_referencing_an_earlier_message_joins_its_conversation(hub: Hub):
+    first = await accept_inbound(hub, mail("<m1@example.com>", thread_key="<m1@example.com>"))
+    follow_up = await accept_inbound(
+        hub,
+        mail(
+            "<m2@example.com>",
+            thread_key="<m2@example.com>",
+            references=("<unknown@example.com>", "<m1@example.com>"),
+        ),
+    )
+
+    assert follow_up.conversation_id == first.conversation_id
+
+
+async def test_an_automatic_message_is_stored_but_starts_no_conversation(hub: Hub):
+    result = await accept_inbound(hub, mail("auto-1", automatic="auto-submitted: auto-replied"))
+
+    assert result.conversation_id is None
+    assert await count(hub, Conversation) == 0
+    async with hub.sessions() as session:
+        stored = await session.get(Interaction, result.interaction_id)
+    assert stored.meta["automatic"] == "auto-submitted: auto-replied"
+    assert "conversation.assigned" not in published(hub)
+
+
+async def test_an_automatic_answer_in_an_open_thread_joins_it_without_rerouting(hub: Hub):
+    first = await accept_inbound(hub, mail("<m1@example.com>", thread_key="<m1@example.com>"))
+    auto = await accept_inbound(
+        hub,
+        mail(
+            "<ooo@example.com>",
+            thread_key="<ooo@example.com>",
+            references=("<m1@example.com>",),
+            automatic="x-autoreply",
+        ),
+    )
+
+    assert auto.conversation_id == first.conversation_id
+    assert published(hub).count("conversation.assigned") == 1
