@@ -7,7 +7,7 @@ commit, so nobody hears of a change that was rolled back.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +32,9 @@ class Work:
         self.events.append(Event(event_type, data))
 
 
+Replayer = Callable[["Hub", Any], Awaitable[int | None]]
+
+
 @dataclass
 class Hub:
     settings: Settings
@@ -40,6 +43,8 @@ class Hub:
     bus: EventBus
     router: Router
     metrics: Metrics
+    # Per channel: take a stored raw message again (the dead-letter replay).
+    replayers: dict[str, Replayer] = field(default_factory=dict)
 
     @classmethod
     def create(cls, settings: Settings, router: Router | None = None) -> Hub:

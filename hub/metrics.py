@@ -39,5 +39,12 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.bounces = Counter(
+            "omnihub_bounces",
+            "Delivery reports about sent mail, hard or soft",
+            ["kind"],
+            registry=self.registry,
+        )
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -299,6 +299,7 @@ class OutboxMessage(Base):
         Index(None, "status", "next_attempt_at"),
         Index(None, "status", "lease_until"),
         Index(None, "customer_id", "purpose", "status", "sent_at"),
+        Index(None, "provider_id"),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
@@ -356,3 +357,44 @@ class AuditEntry(Base):
     entity: Mapped[str] = mapped_column(String(30))
     entity_id: Mapped[int | None] = mapped_column(BigInteger)
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class MailboxState(Base):
+    """Where the IMAP intake stands in a folder: its UIDVALIDITY and the last UID taken."""
+
+    __tablename__ = "mailbox_states"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    source: Mapped[str] = mapped_column(String(300), unique=True)
+    uidvalidity: Mapped[int] = mapped_column(BigInteger)
+    last_uid: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class RawMessage(Base):
+    """An inbound message's raw bytes, kept before parsing, and what became of them.
+
+    `status`: received → ingested | failed (parse error; retried) → quarantined
+    (after three failures: the dead-letter view lists it, replay re-ingests it).
+    """
+
+    __tablename__ = "raw_messages"
+    __table_args__ = (
+        UniqueConstraint("source", "uidvalidity", "uid"),
+        Index(None, "status", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(20))
+    source: Mapped[str] = mapped_column(String(300))
+    uidvalidity: Mapped[int] = mapped_column(BigInteger)
+    uid: Mapped[int] = mapped_column(BigInteger)
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+    status: Mapped[str] = mapped_column(String(12), default="received")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    interaction_id: Mapped[int | None] = mapped_column(
+        ForeignKey("interactions.id", ondelete="SET NULL")
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -9,6 +9,7 @@ that a reply is blocked, and why, before anything could go out.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -18,6 +19,8 @@ from hub.errors import ConflictError, InvalidInputError
 from hub.models import Agent, Conversation, Identity, Interaction, utcnow
 from hub.outbox import Message, enqueue
 
+SUBJECT_TAG = re.compile(r"\s*\[#\d+\]")
+MAX_REFERENCES = 20
 # Which identity a channel reaches the customer at.
 IDENTITY_OF_CHANNEL = {
     "email": "email",
@@ -51,7 +54,8 @@ async def do_reply(
         raise InvalidInputError("a reply needs text", field="text")
     channel = _send_channel(channel or conversation.channel)
     recipient = await _recipient(work, conversation, channel)
-    subject = _reply_subject(conversation.subject) if channel == "email" else None
+    subject = _reply_subject(conversation) if channel == "email" else None
+    headers = await _threading_headers(work, conversation) if channel == "email" else None
     reply = Interaction(
         customer_id=conversation.customer_id,
         conversation_id=conversation.id,
@@ -79,6 +83,7 @@ async def do_reply(
             customer_id=conversation.customer_id,
             conversation_id=conversation.id,
             interaction_id=reply.id,
+            headers=headers,
         ),
         hub.policy,
     )
@@ -132,6 +137,28 @@ async def _recipient(work: Work, conversation: Conversation, channel: str) -> st
     return first
 
 
-def _reply_subject(subject: str | None) -> str:
-    subject = subject or ""
-    return subject if subject.lower().startswith(("re:", "aw:")) else f"Re: {subject}".strip()
+def _reply_subject(conversation: Conversation) -> str:
+    """`Re: <subject> [#<conversation>]`: the tag threads an answer whose headers were lost."""
+    subject = SUBJECT_TAG.sub("", conversation.subject or "").strip()
+    if not subject.lower().startswith(("re:", "aw:")):
+        subject = f"Re: {subject}".strip()
+    return f"{subject} [#{conversation.id}]"
+
+
+async def _threading_headers(work: Work, conversation: Conversation) -> dict[str, str] | None:
+    """In-Reply-To the customer's last mail, References its thread (RFC 5322 3.6.4)."""
+    message_ids = list(
+        await work.session.scalars(
+            select(Interaction.external_id)
+            .where(
+                Interaction.conversation_id == conversation.id,
+                Interaction.channel == "email",
+                Interaction.direction == "inbound",
+                Interaction.external_id.like("<%>"),
+            )
+            .order_by(Interaction.occurred_at, Interaction.id)
+        )
+    )
+    if not message_ids:
+        return None
+    return {"In-Reply-To": message_ids[-1], "References": " ".join(message_ids[-MAX_REFERENCES:])}

@@ -48,6 +48,10 @@ class Settings(BaseSettings):
     imap_password: str | None = Field(default=None, repr=False)
     imap_folder: str = "INBOX"
     imap_tls: bool = True
+    imap_processed_folder: str | None = None
+    imap_quarantine_folder: str = "Quarantine"
+    imap_poll_seconds: float = Field(default=30.0, gt=0)
+    mail_max_attachment_bytes: int = Field(default=10 * 1024 * 1024, ge=0)
 
     smtp_host: str | None = None
     smtp_port: int = Field(default=587, ge=1, le=65535)

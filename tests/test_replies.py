@@ -22,7 +22,7 @@ async def an_inquiry(hub: Hub, channel: str = "email") -> tuple[int, int]:
             channel=channel,
             sender_kind=sender[0],
             sender=sender[1],
-            external_id="in-1",
+            external_id="<in-1@example.com>",
             subject="Lieferzeit",
             text="Wann kommt meine Bestellung?",
         ),
@@ -48,9 +48,10 @@ async def test_a_reply_is_queued_in_history_and_sent_on_the_conversations_channe
     (mail,) = sender.sent
     assert (mail.recipient, mail.subject, mail.text) == (
         "anna@example.com",
-        "Re: Lieferzeit",
+        f"Re: Lieferzeit [#{conversation_id}]",
         "Morgen.",
     )
+    assert mail.headers == {"In-Reply-To": "<in-1@example.com>", "References": "<in-1@example.com>"}
     thread = (
         await client.get(f"/api/conversations/{conversation_id}", headers=agent.headers)
     ).json()

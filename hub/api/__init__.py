@@ -7,6 +7,7 @@ from hub.api import (
     consents,
     conversations,
     customers,
+    dead_letters,
     interactions,
     ops,
 )
@@ -21,4 +22,5 @@ ROUTERS = (
     blocks.router,
     consents.router,
     consents.public,
+    dead_letters.router,
 )
