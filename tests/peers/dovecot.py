@@ -20,6 +20,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -133,11 +134,9 @@ def wait_until_listening(port: int, process: subprocess.Popen[bytes], log: Path)
     raise RuntimeError("dovecot did not start listening within 20 s")
 
 
-@pytest.fixture(scope="session")
-def dovecot() -> Iterator[Dovecot]:
-    binary = ensure_dovecot()
-    if binary is None:
-        missing_peer("Dovecot is not installed (Debian package dovecot-imapd)")
+@contextmanager
+def running_dovecot(binary: str) -> Iterator[Dovecot]:
+    """A Dovecot of our own until the block ends (the fixture's, and the benchmark's)."""
     # Not under pytest's tmp folder: that is 0700, and Dovecot's mail processes
     # run as the dovecot user.
     root = Path(tempfile.mkdtemp(prefix="omnihub-dovecot-"))
@@ -159,3 +158,12 @@ def dovecot() -> Iterator[Dovecot]:
         process.terminate()
         process.wait(timeout=20)
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def dovecot() -> Iterator[Dovecot]:
+    binary = ensure_dovecot()
+    if binary is None:
+        missing_peer("Dovecot is not installed (Debian package dovecot-imapd)")
+    with running_dovecot(binary) as server:
+        yield server
