@@ -1,9 +1,9 @@
 """The app factory: the one place that wires the hub's parts together.
 
 `create_app(settings)` builds the running `Hub`, mounts the API, the console
-and (as their issues land) the channels, maps the hub's errors to HTTP, counts
-every request for `/metrics`, runs the outbox dispatcher while the app lives,
-and closes the database when the app stops.
+and the channels, maps the hub's errors to HTTP, counts every request for
+`/metrics`, runs the background work (the outbox dispatcher, the IMAP intake
+when configured) while the app lives, and closes everything when it stops.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from time import perf_counter
 
 from fastapi import FastAPI, Request, Response
@@ -18,6 +19,7 @@ from fastapi.responses import JSONResponse
 from starlette.middleware.sessions import SessionMiddleware
 
 from agent_ui import pages
+from channels.email import wiring as email
 from hub.api import ROUTERS
 from hub.context import Hub
 from hub.delivery import Sender
@@ -29,21 +31,49 @@ SESSION_COOKIE = "omnihub_session"
 SESSION_SECONDS = 12 * 3600
 
 
+@dataclass
+class Wiring:
+    """The channels' parts a running app starts and stops."""
+
+    senders: dict[str, Sender] = field(default_factory=dict)
+    jobs: dict[str, Callable[[asyncio.Event], Awaitable[None]]] = field(default_factory=dict)
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+
+def wire_channels(settings: Settings, hub: Hub) -> Wiring:
+    wiring = Wiring()
+    hub.replayers["email"] = email.replay
+    sender = email.build_sender(settings)
+    if sender is not None:
+        wiring.senders["email"] = sender
+        wiring.closers.append(sender.close)
+    intake = email.build_intake(hub, settings)
+    if intake is not None:
+        wiring.jobs["imap intake"] = intake.run
+    return wiring
+
+
 def create_app(
     settings: Settings, hub: Hub | None = None, senders: dict[str, Sender] | None = None
 ) -> FastAPI:
+    """The app; `senders` replaces the configured ones (tests hand in their own)."""
     running = hub or Hub.create(settings)
+    wiring = wire_channels(settings, running)
+    if senders is not None:
+        wiring.senders = senders
+    jobs = {"outbox dispatcher": Dispatcher(running, wiring.senders).run, **wiring.jobs}
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         stop = asyncio.Event()
-        dispatcher = Dispatcher(running, senders or {})
-        background = asyncio.create_task(dispatcher.run(stop), name="outbox dispatcher")
+        tasks = [asyncio.create_task(job(stop), name=name) for name, job in jobs.items()]
         try:
             yield
         finally:
             stop.set()
-            await background
+            await asyncio.gather(*tasks)
+            for close in wiring.closers:
+                await close()
             await running.close()
 
     app = FastAPI(title="omnihub", version="0.1.0", lifespan=lifespan)

@@ -1,0 +1,427 @@
+"""Sending e-mail: `SmtpSender` delivers an `Outbound` through the SMTP relay in settings.
+
+The message is built here: From (settings.mail_from), To, Subject, Date, the
+hub's own HMAC'd Message-ID (see `message_ids`), and the few headers the hub
+may ask for in `outbound.headers` (`COPIED_HEADERS`; any other name is
+ignored; In-Reply-To and References keep only their <message-ids>). Header
+values can come from customers (a subject quoted back, a display name), so
+none of them can ever add a header: control characters become spaces, and
+RFC 2047 encoded-words are decoded until the value reads back unchanged, so
+an encoded CR/LF (or an encoded-word hiding another) ends up as harmless
+text. Text only is text/plain; text and HTML are multipart/alternative.
+
+One connection is opened lazily and reused for every message, one message at
+a time (a lock). It is dropped after any error that leaves its state in
+doubt and opened again for the next message; a reused connection found dead
+before anything was sent (the server closed it while idle) is replaced once,
+at once. TLS as configured, never falling back to plain text:
+
+    smtp_tls  smtp_port  connection
+    false     any        plain (a relay on the same host, the tests)
+    true      465        implicit TLS (RFC 8314)
+    true      any other  STARTTLS, required (RFC 3207)
+
+and AUTH (RFC 4954) when smtp_user is set. The EHLO names the domain of
+mail_from. Every network step has a timeout (`timeout`, 30 s by default).
+
+Failures map onto the hub's delivery errors (reply codes per RFC 5321):
+
+    connect, TLS, EHLO or AUTH failed      ──> TransientDeliveryError
+    connection lost or timed out before
+      the message content was sent         ──> TransientDeliveryError
+    MAIL FROM, RCPT TO, DATA or the reply
+      after the content answered   4xx     ──> TransientDeliveryError
+                                   5xx     ──> PermanentDeliveryError  (code and text kept)
+    connection lost or timed out after the
+      content, before the final reply      ──> UnknownDeliveryError    (it may have gone out)
+    a recipient SMTP cannot carry          ──> PermanentDeliveryError
+
+aiosmtplib's `sendmail` cannot tell the last two connection losses apart, so
+the transaction is driven here step by step (MAIL, RCPT, DATA, content).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.policy
+import logging
+import re
+import ssl
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime
+from types import TracebackType
+from typing import Literal
+
+from aiosmtplib import (
+    SMTP,
+    SMTPDataError,
+    SMTPException,
+    SMTPRecipientRefused,
+    SMTPResponseException,
+    SMTPSenderRefused,
+)
+
+from channels.email.message_ids import make_message_id
+from hub.delivery import (
+    DeliveryError,
+    PermanentDeliveryError,
+    Receipt,
+    TransientDeliveryError,
+    UnknownDeliveryError,
+)
+from hub.settings import ENV_PREFIX, Settings, SettingsError
+from hub.values import Outbound
+
+log = logging.getLogger(__name__)
+
+TlsMode = Literal["plain", "starttls", "implicit"]
+
+SUBMISSIONS_PORT = 465  # implicit TLS, RFC 8314
+TIMEOUT_SECONDS = 30.0
+QUIT_SECONDS = 5.0
+START_MAIL_INPUT = 354
+COMPLETED = 250
+# 7-bit bodies (quoted-printable or base64 where needed) ask nothing of the
+# relay: no 8BITMIME. Lines end in CRLF, as SMTP wants.
+POLICY = email.policy.SMTP.clone(cte_type="7bit")
+# The only headers copied from `outbound.headers`, by their lower-case name.
+COPIED_HEADERS = {
+    name.lower(): name
+    for name in (
+        "In-Reply-To",
+        "References",
+        "Reply-To",
+        "Auto-Submitted",
+        "List-Unsubscribe",
+        "List-Unsubscribe-Post",
+    )
+}
+# Headers that carry nothing but a list of <message-ids> (RFC 5322 section 3.6.4).
+MESSAGE_ID_HEADERS = {"In-Reply-To", "References"}
+_MESSAGE_ID = re.compile(r"<[^<>\s]+>")
+# C0 controls (CR, LF, TAB, NUL, ...), DEL, C1 controls, Unicode line breaks.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+MAX_DECODE_ROUNDS = 5
+_LINE_END = re.compile(rb"\r\n|\r|\n")
+_LEADING_DOT = re.compile(rb"(?m)^\.")
+_STEPS: dict[type[SMTPResponseException], str] = {
+    SMTPSenderRefused: "MAIL FROM",
+    SMTPRecipientRefused: "RCPT TO",
+    SMTPDataError: "DATA",
+}
+
+
+class _LostBeforeContentError(TransientDeliveryError):
+    """The connection died before any of the message was sent: safe to try again."""
+
+
+class SmtpSender:
+    """Delivers outbound e-mail through one SMTP relay, over one reused connection."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        mail_from: str,
+        secret_key: str,
+        tls: TlsMode = "starttls",
+        username: str | None = None,
+        password: str | None = None,
+        timeout: float = TIMEOUT_SECONDS,
+        tls_context: ssl.SSLContext | None = None,
+    ) -> None:
+        """Raises ValueError when mail_from is not one address with a domain."""
+        self.host = host
+        self.port = port
+        self.mail_from = mail_from
+        self.sender = parse_mail_from(mail_from)
+        self.secret_key = secret_key
+        self.tls = tls
+        self.username = username
+        self.password = password
+        self.timeout = timeout
+        self.tls_context = tls_context
+        self._smtp: SMTP | None = None
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, timeout: float = TIMEOUT_SECONDS) -> SmtpSender:
+        if not settings.smtp_host:
+            raise SettingsError(f"{ENV_PREFIX}SMTP_HOST: required to send e-mail")
+        assert settings.secret_key is not None  # Settings always fills it in
+        try:
+            return cls(
+                settings.smtp_host,
+                settings.smtp_port,
+                mail_from=settings.mail_from,
+                secret_key=settings.secret_key,
+                tls=choose_tls(settings.smtp_tls, settings.smtp_port),
+                username=settings.smtp_user,
+                password=settings.smtp_password,
+                timeout=timeout,
+            )
+        except ValueError as error:
+            raise SettingsError(f"{ENV_PREFIX}MAIL_FROM: {error}") from None
+
+    async def send(self, outbound: Outbound) -> Receipt:
+        recipient = check_recipient(outbound.recipient)
+        message_id = self.make_message_id(outbound)
+        content = render_message(outbound, self.sender, message_id).as_bytes()
+        async with self._lock:
+            try:
+                await self._deliver(recipient, content)
+            except asyncio.CancelledError:
+                self._drop()  # cut off mid-command: the connection's state is unknown
+                raise
+        return Receipt(provider_id=message_id)
+
+    def make_message_id(self, outbound: Outbound) -> str:
+        conversation_id = outbound.metadata.get("conversation_id") or 0
+        outbox_id = outbound.metadata.get("outbox_id") or 0
+        return make_message_id(self.secret_key, self.sender.domain, conversation_id, outbox_id)
+
+    async def close(self) -> None:
+        """Say QUIT and close the connection, if one is open."""
+        async with self._lock:
+            smtp, self._smtp = self._smtp, None
+            if smtp is None:
+                return
+            try:
+                if smtp.is_connected:
+                    await smtp.quit(timeout=min(self.timeout, QUIT_SECONDS))
+            except (SMTPException, OSError):
+                pass  # it is closed below either way
+            finally:
+                smtp.close()
+
+    async def __aenter__(self) -> SmtpSender:
+        return self
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def _deliver(self, recipient: str, content: bytes) -> None:
+        reused = self._smtp is not None and self._smtp.is_connected
+        try:
+            await self._transact(await self._connection(), recipient, content)
+        except _LostBeforeContentError as error:
+            if not reused:
+                raise
+            log.info("SMTP connection to %s had gone (%s); opening a new one", self.host, error)
+            await self._transact(await self._connection(), recipient, content)
+
+    async def _connection(self) -> SMTP:
+        if self._smtp is not None and self._smtp.is_connected:
+            return self._smtp
+        self._drop()
+        smtp = SMTP(
+            hostname=self.host,
+            port=self.port,
+            username=self.username,
+            password=self.password,
+            local_hostname=self.sender.domain,
+            timeout=self.timeout,
+            use_tls=self.tls == "implicit",
+            start_tls=self.tls == "starttls",
+            tls_context=self.tls_context if self.tls != "plain" else None,
+        )
+        try:
+            await smtp.connect()  # closes itself when it fails
+        except (SMTPException, OSError) as error:
+            raise TransientDeliveryError(
+                f"cannot open an SMTP connection to {self.host}:{self.port}: {describe(error)}"
+            ) from error
+        self._smtp = smtp
+        return smtp
+
+    async def _transact(self, smtp: SMTP, recipient: str, content: bytes) -> None:
+        await self._start(smtp, recipient)
+        await self._send_content(smtp, content)
+
+    async def _start(self, smtp: SMTP, recipient: str) -> None:
+        """MAIL FROM, RCPT TO and DATA, up to the server's go-ahead for the content."""
+        try:
+            await smtp.mail(self.sender.addr_spec)
+            await smtp.rcpt(recipient)
+            reply = await smtp.execute_command(b"DATA")
+            if reply.code != START_MAIL_INPUT:
+                raise SMTPDataError(reply.code, reply.message)
+        except SMTPResponseException as error:
+            await self._reset(smtp)
+            raise refused(error) from error
+        except ConnectionError as error:  # SMTPServerDisconnected is one
+            self._drop()
+            raise _LostBeforeContentError(
+                f"SMTP connection lost before the message was sent: {describe(error)}"
+            ) from error
+        except (SMTPException, OSError) as error:
+            self._drop()
+            raise TransientDeliveryError(
+                f"SMTP failed before the message was sent: {describe(error)}"
+            ) from error
+
+    async def _send_content(self, smtp: SMTP, content: bytes) -> None:
+        """The content and the final reply: from here a lost connection may have delivered."""
+        protocol = smtp.protocol
+        if protocol is None or not protocol.is_connected:
+            self._drop()
+            raise _LostBeforeContentError("SMTP connection lost before the message was sent")
+        protocol.write(frame_content(content))
+        try:
+            reply = await protocol.read_response(timeout=self.timeout)
+        except (SMTPException, OSError) as error:
+            self._drop()
+            raise UnknownDeliveryError(
+                "SMTP connection lost after the message was sent, before the server's "
+                f"answer; it may have been delivered: {describe(error)}"
+            ) from error
+        if reply.code != COMPLETED:
+            if not 400 <= reply.code <= 599:
+                self._drop()  # an answer that makes no sense here: the session is confused
+            raise refused(SMTPDataError(reply.code, reply.message))
+
+    async def _reset(self, smtp: SMTP) -> None:
+        """RSET after a refusal keeps the connection for the next message, if it still works."""
+        try:
+            await smtp.rset()
+        except (SMTPException, OSError):
+            self._drop()
+
+    def _drop(self) -> None:
+        if self._smtp is not None:
+            self._smtp.close()
+            self._smtp = None
+
+
+def choose_tls(tls: bool, port: int) -> TlsMode:
+    if not tls:
+        return "plain"
+    return "implicit" if port == SUBMISSIONS_PORT else "starttls"
+
+
+def parse_mail_from(mail_from: str) -> Address:
+    """The one address in mail_from (`Service <service@example.com>` or a bare address)."""
+    value = find_safe_header_value("From", mail_from)
+    header = POLICY.header_factory("From", value) if value else None
+    addresses = getattr(header, "addresses", ())
+    if len(addresses) != 1 or not addresses[0].domain or not addresses[0].username:
+        raise ValueError(f"{mail_from!r} is not one e-mail address with a domain")
+    return addresses[0]
+
+
+def check_recipient(recipient: str) -> str:
+    """The bare address to deliver to; PermanentDeliveryError for one SMTP cannot carry."""
+    try:
+        address = Address(addr_spec=recipient.strip())
+    except Exception as error:  # ValueError, HeaderParseError, and IndexError on some junk
+        raise PermanentDeliveryError(f"not an e-mail address: {recipient!r}") from error
+    if not (address.username and address.domain and address.addr_spec.isascii()):
+        # A non-ASCII address needs SMTPUTF8 (RFC 6531), which this sender does not speak.
+        raise PermanentDeliveryError(f"cannot send to {recipient!r} over SMTP without SMTPUTF8")
+    return address.addr_spec
+
+
+def render_message(outbound: Outbound, sender: Address, message_id: str) -> EmailMessage:
+    message = EmailMessage(policy=POLICY)
+    message["From"] = sender
+    message["To"] = check_recipient(outbound.recipient)
+    if outbound.subject:
+        message["Subject"] = render_subject(outbound.subject)
+    message["Date"] = format_datetime(datetime.now(UTC))
+    message["Message-ID"] = message_id
+    for name, value in copied_headers(outbound.headers).items():
+        message[name] = value
+    message.set_content(outbound.text)
+    if outbound.html:
+        message.add_alternative(outbound.html, subtype="html")
+    return message
+
+
+def render_subject(subject: str) -> str:
+    """A subject that cannot add a header; one that will not settle loses its `=?` markers."""
+    safe = find_safe_header_value("Subject", subject)
+    if safe is not None:
+        return safe
+    defused = _CONTROL.sub(" ", subject).replace("=?", "= ?")
+    return find_safe_header_value("Subject", defused) or ""
+
+
+def copied_headers(headers: Mapping[str, object]) -> dict[str, str]:
+    """The whitelisted headers, by their proper names; unsafe values are left out."""
+    copied: dict[str, str] = {}
+    for key, value in headers.items():
+        name = COPIED_HEADERS.get(key.strip().lower())
+        if name is None or not isinstance(value, str):
+            continue
+        safe = find_safe_header_value(name, value)
+        if safe and name in MESSAGE_ID_HEADERS:
+            safe = " ".join(_MESSAGE_ID.findall(safe))
+        if safe:
+            copied[name] = safe
+        else:
+            log.warning("left out header %s: its value is not safe to send", name)
+    return copied
+
+
+def find_safe_header_value(name: str, value: str) -> str | None:
+    """The value as text the e-mail library reads back unchanged, or None.
+
+    Control characters become spaces, and encoded-words (RFC 2047) are decoded
+    round after round until nothing changes, so whatever they hid is plain text
+    that the generator encodes again on the way out. A value that does not
+    settle, cannot be parsed or parses with defects is refused.
+    """
+    text = _CONTROL.sub(" ", value)
+    for _ in range(MAX_DECODE_ROUNDS):
+        read = _read_back(name, text)
+        if read is None or read == text:
+            return read
+        text = read
+    return None
+
+
+def _read_back(name: str, text: str) -> str | None:
+    try:
+        header = POLICY.header_factory(name, text)
+    except Exception:  # the header parser has known crashes on hostile input
+        return None
+    if header.defects:
+        return None
+    return _CONTROL.sub(" ", str(header))
+
+
+def frame_content(content: bytes) -> bytes:
+    """The message as DATA carries it: CRLF lines, leading dots doubled, then CRLF.CRLF.
+
+    RFC 5321 section 4.5.2 (transparency).
+    """
+    lines = _LINE_END.sub(b"\r\n", content)
+    if not lines.endswith(b"\r\n"):
+        lines += b"\r\n"
+    return _LEADING_DOT.sub(b"..", lines) + b".\r\n"
+
+
+def refused(error: SMTPResponseException) -> DeliveryError:
+    """4xx is worth another try, 5xx never will be; anything else is a confused server."""
+    step = _STEPS.get(type(error), "SMTP")
+    text = f"{step} refused: {error.code} {error.message}"
+    if 500 <= error.code <= 599:
+        return PermanentDeliveryError(text)
+    return TransientDeliveryError(text)
+
+
+def describe(error: BaseException) -> str:
+    if isinstance(error, SMTPResponseException):
+        return f"{error.code} {error.message}"
+    if isinstance(error, SMTPException):
+        return error.message or type(error).__name__
+    return str(error) or type(error).__name__
