@@ -16,8 +16,9 @@ from sqlalchemy import select
 
 from hub.context import Hub, Work
 from hub.errors import ConflictError, InvalidInputError
-from hub.models import Agent, Conversation, Identity, Interaction, utcnow
+from hub.models import Agent, Conversation, Customer, Identity, Interaction, utcnow
 from hub.outbox import Message, enqueue
+from templates import render_html
 
 SUBJECT_TAG = re.compile(r"\s*\[#\d+\]")
 MAX_REFERENCES = 20
@@ -84,6 +85,7 @@ async def do_reply(
             conversation_id=conversation.id,
             interaction_id=reply.id,
             headers=headers,
+            html=await _reply_html(work, text, conversation) if channel == "email" else None,
         ),
         hub.policy,
     )
@@ -162,3 +164,16 @@ async def _threading_headers(work: Work, conversation: Conversation) -> dict[str
     if not message_ids:
         return None
     return {"In-Reply-To": message_ids[-1], "References": " ".join(message_ids[-MAX_REFERENCES:])}
+
+
+async def _reply_html(work: Work, text: str, conversation: Conversation) -> str:
+    """The HTML alternative of an e-mail reply: the agent's text, escaped, in paragraphs."""
+    customer = await work.session.get(Customer, conversation.customer_id)
+    paragraphs = [part.strip() for part in text.replace("\r\n", "\n").split("\n\n")]
+    return render_html(
+        "reply",
+        {
+            "paragraphs": [p for p in paragraphs if p],
+            "language": (customer.language if customer else None) or "en",
+        },
+    )

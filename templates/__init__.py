@@ -25,6 +25,18 @@ _messages = SandboxedEnvironment(
 )
 
 
+_html = SandboxedEnvironment(
+    loader=FileSystemLoader(MESSAGE_DIR),
+    undefined=StrictUndefined,
+    autoescape=True,
+)
+
+
+def render_html(name: str, context: dict[str, Any]) -> str:
+    """An HTML message part (`messages/NAME.html`), autoescaped."""
+    return _html.get_template(f"{name}.html").render(context)
+
+
 def render_message(name: str, language: str | None, context: dict[str, Any]) -> tuple[str, str]:
     """(subject, text) of a message template in the customer's language, or English."""
     wanted = (language or FALLBACK_LANGUAGE).lower()[:2]

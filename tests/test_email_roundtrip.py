@@ -211,3 +211,33 @@ async def test_a_hard_bounce_blocks_the_address_and_the_next_reply_never_reaches
     assert second.json()["reasons"] == ["block:hard_bounce"]
     assert len(smtp_server.messages) == 1
     assert "bounce" in history
+
+
+async def test_an_email_reply_goes_out_as_text_and_escaped_html(
+    hub: Hub,
+    client: httpx.AsyncClient,
+    agent: SignedIn,
+    dovecot: Dovecot,
+    smtp_server: SmtpServer,
+):
+    user = dovecot.new_user()
+    await asyncio.to_thread(
+        dovecot.append, user, customer_mail("Lieferung", "Wo?", "<first@example.com>")
+    )
+    await take_inbox(hub, dovecot, user)
+    async with hub.sessions() as session:
+        first = (await session.scalars(select(Interaction))).one()
+
+    await client.post(
+        f"/api/conversations/{first.conversation_id}/reply",
+        headers=agent.headers,
+        json={"text": "Guten Tag,\n\nmorgen <b>sicher</b>.\nGruß"},
+    )
+    await dispatch(hub, smtp_server)
+
+    message = smtp_server.messages[0].message
+    assert message.get_content_type() == "multipart/alternative"
+    html = message.get_body(("html",)).get_content()
+    text = message.get_body(("plain",)).get_content()
+    assert "<p>morgen &lt;b&gt;sicher&lt;/b&gt;.<br>\nGruß</p>" in html
+    assert "morgen <b>sicher</b>." in text
