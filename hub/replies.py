@@ -173,7 +173,7 @@ async def _reply_html(work: Work, text: str, conversation: Conversation) -> str:
     return render_html(
         "reply",
         {
-            "paragraphs": [p for p in paragraphs if p],
+            "paragraphs": [p.split("\n") for p in paragraphs if p],
             "language": (customer.language if customer else None) or "en",
         },
     )
