@@ -19,13 +19,16 @@ mail is recognised by the ordered rules in `AUTOMATIC_RULES`.
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import quopri
 import re
 import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email import policy
+from email.header import decode_header, make_header
 from email.message import EmailMessage, Message
 from email.parser import BytesParser, Parser
 from email.utils import getaddresses, parseaddr, parsedate_to_datetime
@@ -41,6 +44,7 @@ T = TypeVar("T")
 
 MAX_FILENAME_CHARS = 255
 MAX_DEPTH = 40
+MAX_HEADER_CHARS = 16_384
 _ID_CHARS = r"[\x21-\x3b\x3d\x3f-\x7e]"  # printable ASCII without < > @
 _BRACKETED_ID = re.compile(rf"<\s*({_ID_CHARS}+@{_ID_CHARS}+)\s*>")
 _BARE_ID = re.compile(rf"^\s*({_ID_CHARS}+@{_ID_CHARS}+)\s*$")
@@ -155,7 +159,7 @@ def parse_mail(raw: bytes, max_attachment_bytes: int) -> ParsedMail:
 
 
 def _parse(raw: bytes, max_attachment_bytes: int, reading: _Reading) -> ParsedMail:
-    msg = reading.attempt("mime structure", lambda: _parse_bytes(raw), EmailMessage())
+    msg = reading.attempt("headers", lambda: _parse_bytes(raw, reading), EmailMessage())
     _note_defects(msg, reading)
     message_id = reading.attempt("Message-ID", lambda: _first_id(msg, "Message-ID"), None)
     sender_name, sender_address = reading.attempt("From", lambda: _sender(msg), (None, None))
@@ -205,10 +209,13 @@ def _empty(raw: bytes, reading: _Reading) -> ParsedMail:
     )
 
 
-def _parse_bytes(raw: bytes) -> EmailMessage:
-    msg = BytesParser(policy=policy.default).parsebytes(raw)
-    assert isinstance(msg, EmailMessage)
-    return msg
+def _parse_bytes(raw: bytes, reading: _Reading) -> Message:
+    parser = BytesParser(policy=policy.default)
+    try:
+        return parser.parsebytes(raw)
+    except Exception as error:  # e.g. RecursionError on absurd nesting: keep the headers
+        reading.warnings.append(f"mime structure: {type(error).__name__}; body read as text")
+        return parser.parsebytes(raw, headersonly=True)
 
 
 def _raw_key(raw: bytes) -> str:
@@ -232,13 +239,26 @@ def _note_unreadable(
 # --- headers ----------------------------------------------------------------
 
 
+def _fits_registry(msg: Message, name: str) -> bool:
+    # The header registry's parser slows down faster than linearly on huge values.
+    return all(len(value) <= MAX_HEADER_CHARS for value in _raw_headers(msg, name))
+
+
 def header_text(msg: Message, name: str) -> str | None:
     """A header's decoded value (RFC 2047), or its raw value when decoding fails."""
+    raw = _raw_header(msg, name)
+    if raw is None:
+        return None
     try:
-        value = msg.get(name)
+        value = str(msg.get(name)) if _fits_registry(msg, name) else _decode_words(raw)
     except Exception:  # the header registry chokes on some garbage
-        value = _raw_header(msg, name)
-    return None if value is None else scrub(str(value))
+        value = raw
+    return scrub(value)
+
+
+def _decode_words(raw: str) -> str:
+    """RFC 2047 words decoded without the header registry, for oversized values."""
+    return str(make_header(decode_header(scrub(raw)[:MAX_HEADER_CHARS])))
 
 
 def _raw_header(msg: Message, name: str) -> str | None:
@@ -279,7 +299,7 @@ def _subject(msg: Message) -> str:
 def _addresses(msg: Message, name: str) -> list[tuple[str, str]]:
     """(display name, addr-spec) pairs; the raw header is the fallback for garbage."""
     try:
-        header = msg.get(name)
+        header = msg.get(name) if _fits_registry(msg, name) else None
         pairs = [(a.display_name, a.addr_spec) for a in getattr(header, "addresses", ())]
     except Exception:  # the registry's address parser has its own failure modes
         pairs = []
@@ -313,12 +333,13 @@ def _recipients(msg: Message, name: str) -> tuple[str, ...]:
 
 def _date(msg: Message) -> datetime | None:
     try:
-        when = getattr(msg.get("Date"), "datetime", None)
+        fits = _fits_registry(msg, "Date")
+        when = getattr(msg.get("Date"), "datetime", None) if fits else None
     except Exception:  # fall back to the lenient parser below
         when = None
     if when is None:
         raw = _raw_header(msg, "Date")
-        when = parsedate_to_datetime(one_line(raw)) if raw else None
+        when = parsedate_to_datetime(one_line(raw)[:200]) if raw else None
     if when is None:
         return None
     return (when.replace(tzinfo=UTC) if when.tzinfo is None else when).astimezone(UTC)
@@ -549,12 +570,30 @@ def _report_parts(msg: Message) -> Iterator[tuple[int, Message]]:
 
 
 def _status_blocks(part: Message) -> list[Message]:
+    """The header blocks of a message/delivery-status part: per message, then per recipient."""
     payload = part.get_payload()
+    encoding = str(part.get("Content-Transfer-Encoding", "")).strip().lower()
+    if isinstance(payload, list) and encoding in ("base64", "quoted-printable"):
+        # The email package splits such a part into blocks before decoding it.
+        payload = "\n\n".join(_block_source(block) for block in payload)
     if isinstance(payload, list) and all(isinstance(block, Message) for block in payload):
         return payload
-    text = _decode_bytes(_payload_bytes(part)).replace("\r\n", "\n")
+    text = _decode_transfer(str(payload), encoding).replace("\r\n", "\n")
     parser = Parser(policy=policy.compat32)
     return [parser.parsestr(block, headersonly=True) for block in re.split(r"\n\s*\n", text)]
+
+
+def _block_source(block: Message) -> str:
+    lines = [f"{key}: {value}" for key, value in block.raw_items()]
+    return "\n".join([*lines, str(block.get_payload() or "")])
+
+
+def _decode_transfer(text: str, encoding: str) -> str:
+    if encoding == "base64":
+        return _decode_bytes(base64.b64decode("".join(text.split()) + "==="))
+    if encoding == "quoted-printable":
+        return _decode_bytes(quopri.decodestring(text.encode("utf-8", "replace")))
+    return text
 
 
 def _field(block: Message, name: str) -> str:
