@@ -309,3 +309,22 @@ async def wait_for_marker(marker: Path, process, seconds: float = 30) -> None:
         if time.monotonic() > deadline:
             pytest.fail("the intake process never reached the message")
         await asyncio.sleep(0.05)
+
+
+async def test_every_message_of_the_corpus_is_ingested_or_quarantined_and_the_loop_survives(
+    hub: Hub, dovecot: Dovecot
+):
+    corpus = sorted((ROOT / "tests" / "email_corpus").glob("*.eml"))
+    user = dovecot.new_user()
+    for path in corpus:
+        await asyncio.to_thread(dovecot.append, user, path.read_bytes())
+    await asyncio.to_thread(dovecot.append, user, mail(body="nach dem Korpus"))
+
+    taken = await sync_once(hub, dovecot, user)
+
+    async with hub.sessions() as session:
+        statuses = list(await session.scalars(select(RawMessage.status)))
+    assert taken == len(corpus) + 1
+    assert len(statuses) == len(corpus) + 1
+    assert set(statuses) <= {"ingested", "quarantined"}
+    assert "nach dem Korpus" in [(m.text or "").strip() for m in await messages(hub)]
