@@ -64,6 +64,8 @@ class Dispatcher:
         self.batch = batch
         self.poll_seconds = poll_seconds
         self.lease = timedelta(seconds=hub.settings.outbox_lease_seconds)
+        # The sender's own timeouts (per SMTP step, say) should end it well before this.
+        self.send_seconds = self.lease.total_seconds() * 0.8
 
     async def run(self, stop: asyncio.Event) -> None:
         """Dispatch until `stop` is set; an error in one round never ends the loop."""
@@ -129,8 +131,14 @@ class Dispatcher:
             await self._retry(row, f"no sender is configured for channel {row.channel}")
             return
         try:
-            receipt = await asyncio.wait_for(
-                sender.send(outbound(row)), self.lease.total_seconds() / 2
+            receipt = await asyncio.wait_for(sender.send(outbound(row)), self.send_seconds)
+        except TimeoutError:
+            # Cut off mid-send, the message may have gone out: never send it blindly again.
+            await self._record(
+                row,
+                "unknown",
+                last_error="the sender did not finish in time",
+                summary="delivery unknown: the sender did not finish in time",
             )
         except PermanentDeliveryError as error:
             await self._record(row, "failed", last_error=str(error), summary=f"failed: {error}")

@@ -69,7 +69,7 @@ class Settings(BaseSettings):
     marketing_cap: int = Field(default=4, ge=0)
     marketing_cap_days: int = Field(default=30, ge=1)
     no_marketing_on_open_complaint: bool = True
-    outbox_lease_seconds: int = Field(default=120, ge=1)
+    outbox_lease_seconds: int = Field(default=300, ge=1)
     outbox_max_attempts: int = Field(default=8, ge=1)
     history_page_size: int = Field(default=50, ge=1, le=500)
     card_history_size: int = Field(default=20, ge=1, le=200)

@@ -328,3 +328,16 @@ async def test_every_message_of_the_corpus_is_ingested_or_quarantined_and_the_lo
     assert len(statuses) == len(corpus) + 1
     assert set(statuses) <= {"ingested", "quarantined"}
     assert "nach dem Korpus" in [(m.text or "").strip() for m in await messages(hub)]
+
+
+async def test_the_intake_reconnects_after_its_connection_was_dropped(
+    hub: Hub, dovecot: Dovecot, running_intake: str
+):
+    await asyncio.to_thread(dovecot.append, running_intake, mail(body="vorher"))
+    await wait_for_messages(hub, 1)
+
+    await asyncio.to_thread(dovecot.kick, running_intake)
+    await asyncio.to_thread(dovecot.append, running_intake, mail(body="nachher"))
+
+    await wait_for_messages(hub, 2, seconds=20)
+    assert [m.text.strip() for m in await messages(hub)] == ["vorher", "nachher"]

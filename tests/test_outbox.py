@@ -358,3 +358,21 @@ async def test_a_delivery_that_may_have_gone_out_is_marked_unknown_and_never_res
     unknown = await row(hub, queued.id)
     assert (unknown.status, unknown.last_error) == ("unknown", "connection lost after DATA")
     assert sender.sent == []
+
+
+async def test_a_sender_cut_off_mid_send_leaves_the_message_unknown_not_resent(hub: Hub):
+    customer_id = await anna(hub)
+    queued = await queue(hub, customer_id)
+
+    class Hanging(RecordingSender):
+        async def send(self, outbound):
+            await asyncio.Event().wait()
+
+    dispatcher = Dispatcher(hub, {"email": Hanging()})
+    dispatcher.send_seconds = 0.1
+
+    await dispatcher.dispatch_once()
+
+    cut_off = await row(hub, queued.id)
+    assert cut_off.status == "unknown"
+    assert "did not finish in time" in cut_off.last_error

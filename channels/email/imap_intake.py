@@ -63,9 +63,12 @@ class ImapConfig:
     @classmethod
     def from_settings(cls, settings: Settings) -> ImapConfig:
         return cls(
-            host=settings.imap_host or "", port=settings.imap_port,
-            user=settings.imap_user or "", password=settings.imap_password or "",
-            folder=settings.imap_folder, tls=settings.imap_tls,
+            host=settings.imap_host or "",
+            port=settings.imap_port,
+            user=settings.imap_user or "",
+            password=settings.imap_password or "",
+            folder=settings.imap_folder,
+            tls=settings.imap_tls,
             processed_folder=settings.imap_processed_folder,
             quarantine_folder=settings.imap_quarantine_folder,
             max_attachment_bytes=settings.mail_max_attachment_bytes,
@@ -94,8 +97,9 @@ class ImapIntake:
                 await self._session(stop)
                 backoff = 1.0
             except (IMAPClientError, OSError) as error:
-                log.warning("IMAP %s: %s; reconnecting in %.0f s", self.config.source, error,
-                            backoff)
+                log.warning(
+                    "IMAP %s: %s; reconnecting in %.0f s", self.config.source, error, backoff
+                )
                 await _sleep(stop, backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
 
@@ -106,12 +110,12 @@ class ImapIntake:
                 await self.sync(client)
                 await self._wait_for_news(client, stop)
         finally:
-            with contextlib.suppress(Exception):
-                await asyncio.to_thread(client.logout)
+            await asyncio.to_thread(_close, client)
 
     def _connect(self) -> IMAPClient:
-        client = IMAPClient(self.config.host, port=self.config.port, ssl=self.config.tls,
-                            timeout=30)
+        client = IMAPClient(
+            self.config.host, port=self.config.port, ssl=self.config.tls, timeout=30
+        )
         client.login(self.config.user, self.config.password)
         return client
 
@@ -123,10 +127,13 @@ class ImapIntake:
         last_uid = state[1] if state and state[0] == uidvalidity else 0
         if state and state[0] != uidvalidity:
             log.warning("IMAP %s: UIDVALIDITY changed, resyncing", self.config.source)
-        uids = [u for u in await asyncio.to_thread(client.search, ["UID", f"{last_uid + 1}:*"])
-                if u > last_uid]
+        uids = [
+            u
+            for u in await asyncio.to_thread(client.search, ["UID", f"{last_uid + 1}:*"])
+            if u > last_uid
+        ]
         for start in range(0, len(uids), FETCH_BATCH):
-            batch = sorted(uids[start:start + FETCH_BATCH])
+            batch = sorted(uids[start : start + FETCH_BATCH])
             fetched = await asyncio.to_thread(client.fetch, batch, ["BODY.PEEK[]"])
             for uid in batch:
                 await self._handle(client, uidvalidity, uid, fetched.get(uid, {}))
@@ -190,6 +197,15 @@ class ImapIntake:
                 waited += 1.0
         finally:
             await asyncio.to_thread(client.idle_done)
+
+
+def _close(client: IMAPClient) -> None:
+    """Log out, or at least close the socket of a connection the server dropped."""
+    try:
+        client.logout()
+    except Exception:
+        with contextlib.suppress(Exception):
+            client.shutdown()
 
 
 async def _sleep(stop: asyncio.Event, seconds: float) -> None:

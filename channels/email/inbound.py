@@ -99,13 +99,16 @@ async def _take_bounce(hub: Hub, parsed: ParsedMail) -> None:
     secret = hub.settings.secret_key or ""
     ours = parse_hub_message_id(secret, bounce.original_message_id or "")
     for recipient in bounce.recipients:
-        await accept_bounce(hub, DeliveryReport(
-            external_id=f"{parsed.idempotency_key}:{recipient.final_recipient}",
-            recipient=recipient.final_recipient,
-            status=recipient.status,
-            is_permanent=recipient.is_permanent,
-            received_at=_received_at(parsed),
-            original_message_id=bounce.original_message_id,
-            outbox_id=ours.outbox_id if ours else None,
-            diagnostic=recipient.diagnostic,
-        ))
+        await accept_bounce(
+            hub,
+            DeliveryReport(
+                external_id=f"{parsed.idempotency_key}:{recipient.final_recipient}",
+                recipient=recipient.final_recipient,
+                status=recipient.status,
+                is_permanent=recipient.is_permanent,
+                received_at=_received_at(parsed),
+                original_message_id=bounce.original_message_id,
+                outbox_id=ours.outbox_id if ours else None,
+                diagnostic=recipient.diagnostic,
+            ),
+        )

@@ -77,6 +77,16 @@ class Dovecot:
     host: str
     port: int
     password: str
+    config: Path
+
+    def kick(self, user: str) -> None:
+        """Drop every connection of the user, as a server restart or a network cut would."""
+        subprocess.run(
+            [shutil.which("doveadm") or "/usr/bin/doveadm", "-c", str(self.config), "kick", user],
+            check=True,
+            capture_output=True,
+            timeout=20,
+        )
 
     def new_user(self) -> str:
         return f"hub-{uuid.uuid4().hex[:10]}@test.local"
@@ -153,7 +163,7 @@ def running_dovecot(binary: str) -> Iterator[Dovecot]:
     )
     try:
         wait_until_listening(port, process, root / "dovecot.log")
-        yield Dovecot("127.0.0.1", port, PASSWORD)
+        yield Dovecot("127.0.0.1", port, PASSWORD, config)
     finally:
         process.terminate()
         process.wait(timeout=20)

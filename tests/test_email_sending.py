@@ -1,0 +1,526 @@
+"""Sending e-mail over SMTP, against a real aiosmtpd server on 127.0.0.1."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from sqlalchemy import select
+
+from channels.email.message_ids import HubMessageId, parse_hub_message_id
+from channels.email.sending import SmtpSender, choose_tls
+from hub.context import Hub
+from hub.delivery import PermanentDeliveryError, TransientDeliveryError, UnknownDeliveryError
+from hub.dispatcher import Dispatcher
+from hub.intake import accept_inbound
+from hub.models import OutboxMessage
+from hub.outbox import Message, enqueue
+from hub.settings import SettingsError, load_settings
+from hub.values import Inbound, Outbound
+from tests.conftest import SECRET
+
+if TYPE_CHECKING:
+    from tests.peers.smtp import Certificate, MakeSmtpServer, SmtpServer
+
+# The SMTP fixtures (smtp_server, make_smtp_server, closed_port, tls_certificate).
+
+MAIL_FROM = "Kundenservice <service@hub.example>"
+TIMEOUT = 2.0
+# The header fields every message carries, and those of a reply.
+BASE_HEADERS = {"From", "To", "Subject", "Date", "Message-ID", "MIME-Version", "Content-Type"}
+BASE_HEADERS |= {"Content-Transfer-Encoding"}
+REPLY_HEADERS = BASE_HEADERS | {"In-Reply-To", "References"}
+
+
+def make_sender(server: SmtpServer, **options: Any) -> SmtpSender:
+    values: dict[str, Any] = {
+        "mail_from": MAIL_FROM,
+        "secret_key": SECRET,
+        "tls": "plain",
+        "timeout": TIMEOUT,
+    }
+    values.update(options)
+    return SmtpSender(server.host, server.port, **values)
+
+
+@pytest.fixture
+async def sender(smtp_server: SmtpServer) -> AsyncIterator[SmtpSender]:
+    async with make_sender(smtp_server) as running:
+        yield running
+
+
+def reply(**changes: Any) -> Outbound:
+    values: dict[str, Any] = {
+        "channel": "email",
+        "recipient": "anna@example.com",
+        "text": "Danke für Ihre Nachricht.",
+        "idempotency_key": "reply:1",
+        "subject": "Re: Frage zur Rechnung",
+        "headers": {
+            "In-Reply-To": "<m2@mail.example.com>",
+            "References": "<m1@mail.example.com> <m2@mail.example.com>",
+        },
+        "metadata": {"outbox_id": 7, "conversation_id": 3, "purpose": "service"},
+    }
+    values.update(changes)
+    return Outbound(**values)
+
+
+async def test_a_reply_arrives_with_addresses_subject_threading_and_the_hubs_message_id(
+    sender: SmtpSender, smtp_server: SmtpServer
+):
+    receipt = await sender.send(reply())
+
+    [received] = smtp_server.messages
+    message = received.message
+    assert (received.mail_from, received.rcpt_tos) == ("service@hub.example", ("anna@example.com",))
+    assert message["From"] == MAIL_FROM
+    assert message["To"] == "anna@example.com"
+    assert message["Subject"] == "Re: Frage zur Rechnung"
+    assert message["In-Reply-To"] == "<m2@mail.example.com>"
+    assert message["References"] == "<m1@mail.example.com> <m2@mail.example.com>"
+    assert message["Date"].datetime is not None
+    assert message.get_content_type() == "text/plain"
+    assert message.get_content() == "Danke für Ihre Nachricht.\n"
+    assert receipt.provider_id == message["Message-ID"]
+    assert receipt.provider_id.endswith("@hub.example>")
+    assert parse_hub_message_id(SECRET, receipt.provider_id) == HubMessageId(3, 7)
+    assert set(received.header_names) == REPLY_HEADERS
+
+
+async def test_text_and_html_arrive_as_multipart_alternative(
+    sender: SmtpSender, smtp_server: SmtpServer
+):
+    await sender.send(reply(html="<p>Danke für Ihre <b>Nachricht</b>.</p>"))
+
+    message = smtp_server.messages[0].message
+    assert message.get_content_type() == "multipart/alternative"
+    parts = {part.get_content_type(): part.get_content() for part in message.iter_parts()}
+    assert parts == {
+        "text/plain": "Danke für Ihre Nachricht.\n",
+        "text/html": "<p>Danke für Ihre <b>Nachricht</b>.</p>\n",
+    }
+
+
+async def test_the_raw_message_is_seven_bit_with_dots_kept(
+    sender: SmtpSender, smtp_server: SmtpServer
+):
+    await sender.send(reply(subject="Grüße", text=".\n..zwei Punkte\n."))
+
+    received = smtp_server.messages[0]
+    assert received.raw.isascii()
+    assert received.message["Subject"] == "Grüße"
+    assert received.message.get_content() == ".\n..zwei Punkte\n.\n"
+
+
+async def test_a_message_without_a_conversation_gets_a_message_id_naming_zero(
+    sender: SmtpSender, smtp_server: SmtpServer
+):
+    receipt = await sender.send(reply(metadata={"purpose": "marketing"}))
+
+    assert parse_hub_message_id(SECRET, receipt.provider_id) == HubMessageId(0, 0)
+
+
+async def test_one_connection_carries_several_messages(sender: SmtpSender, smtp_server: SmtpServer):
+    for number in range(3):
+        await sender.send(reply(idempotency_key=f"reply:{number}"))
+
+    assert len(smtp_server.messages) == 3
+    assert smtp_server.connections == 1
+
+
+@pytest.mark.parametrize("step", ["mail", "rcpt", "data", "content"])
+async def test_a_4xx_answer_is_transient_and_the_next_message_still_goes_out(
+    sender: SmtpSender, smtp_server: SmtpServer, step: str
+):
+    smtp_server.fail_next(step, 451, "4.3.0 try again later")
+
+    with pytest.raises(TransientDeliveryError, match=r"451 4\.3\.0 try again later"):
+        await sender.send(reply())
+    await sender.send(reply())
+
+    assert len(smtp_server.messages) == 1
+    assert smtp_server.connections == 1
+
+
+@pytest.mark.parametrize("step", ["mail", "rcpt", "data", "content"])
+async def test_a_5xx_answer_is_permanent_and_names_the_servers_answer(
+    sender: SmtpSender, smtp_server: SmtpServer, step: str
+):
+    smtp_server.fail_next(step, 554, "5.7.1 not accepted here")
+
+    with pytest.raises(PermanentDeliveryError, match=r"554 5\.7\.1 not accepted here"):
+        await sender.send(reply())
+
+    assert smtp_server.messages == []
+
+
+async def test_a_5xx_on_rcpt_says_rcpt_to_refused_with_the_servers_code_and_text(
+    sender: SmtpSender, smtp_server: SmtpServer
+):
+    smtp_server.fail_next("rcpt", 550, "5.1.1 no such user")
+
+    with pytest.raises(PermanentDeliveryError) as refused:
+        await sender.send(reply())
+
+    assert str(refused.value) == "RCPT TO refused: 550 5.1.1 no such user"
+
+
+async def test_a_connection_dropped_after_the_content_is_unknown_and_the_next_one_reconnects(
+    sender: SmtpSender, smtp_server: SmtpServer
+):
+    smtp_server.drop_next("content")
+
+    with pytest.raises(UnknownDeliveryError, match="may have been delivered"):
+        await sender.send(reply())
+    await sender.send(reply())
+
+    assert len(smtp_server.messages) == 1
+    assert smtp_server.connections == 2
+
+
+async def test_no_answer_after_the_content_is_unknown_once_the_timeout_passes(
+    smtp_server: SmtpServer,
+):
+    smtp_server.stall_next("content")
+
+    async with make_sender(smtp_server, timeout=0.3) as sender:
+        with pytest.raises(UnknownDeliveryError):
+            await sender.send(reply())
+
+
+@pytest.mark.parametrize("step", ["mail", "rcpt", "data"])
+async def test_a_connection_dropped_before_the_content_is_transient(
+    sender: SmtpSender, smtp_server: SmtpServer, step: str
+):
+    smtp_server.drop_next(step)
+
+    with pytest.raises(TransientDeliveryError, match="before the message was sent"):
+        await sender.send(reply())
+
+    assert smtp_server.messages == []
+
+
+async def test_no_answer_before_the_content_is_transient_once_the_timeout_passes(
+    smtp_server: SmtpServer,
+):
+    smtp_server.stall_next("rcpt")
+
+    async with make_sender(smtp_server, timeout=0.3) as sender:
+        with pytest.raises(TransientDeliveryError) as failed:
+            await sender.send(reply())
+
+    assert not isinstance(failed.value, UnknownDeliveryError)
+
+
+async def test_a_server_that_is_not_listening_is_transient(closed_port: int):
+    sender = SmtpSender(
+        "127.0.0.1",
+        closed_port,
+        mail_from=MAIL_FROM,
+        secret_key=SECRET,
+        tls="plain",
+        timeout=TIMEOUT,
+    )
+
+    async with sender:
+        with pytest.raises(TransientDeliveryError, match=f"127.0.0.1:{closed_port}"):
+            await sender.send(reply())
+
+
+async def test_the_sender_reconnects_after_the_server_closed_the_connection_between_messages(
+    sender: SmtpSender, smtp_server: SmtpServer
+):
+    await sender.send(reply())
+    await smtp_server.drop_connections()
+
+    await sender.send(reply())
+
+    assert len(smtp_server.messages) == 2
+    assert smtp_server.connections == 2
+
+
+async def test_a_reused_connection_found_dead_is_replaced_once_and_the_message_goes_out(
+    sender: SmtpSender, smtp_server: SmtpServer
+):
+    await sender.send(reply())
+    smtp_server.drop_next("mail")
+
+    await sender.send(reply())
+
+    assert len(smtp_server.messages) == 2
+    assert smtp_server.connections == 2
+
+
+CRLF_SUBJECTS = [
+    "Frage\r\nBcc: eve@evil.example",
+    "Frage\nX-Injected: yes",
+    "=?utf-8?q?Frage=0D=0ABcc:_eve@evil.example?=",
+    "=?utf-8?b?RnJhZ2UNCkJjYzogZXZlQGV2aWwuZXhhbXBsZQ==?=",
+    # an encoded-word whose text is another encoded-word hiding CR/LF
+    "=?utf-8?b?PT91dGYtOD9xP0ZyYWdlPTBEPTBBQmNjOl9ldmVAZXZpbC5leGFtcGxlPz0=?=",
+    "Frage\u2028Bcc: eve@evil.example",
+]
+
+
+@pytest.mark.parametrize("subject", CRLF_SUBJECTS)
+async def test_a_subject_with_crlf_plain_or_encoded_cannot_add_a_header(
+    sender: SmtpSender, smtp_server: SmtpServer, subject: str
+):
+    await sender.send(reply(subject=f"Re: {subject}"))
+
+    received = smtp_server.messages[0]
+    assert set(received.header_names) == REPLY_HEADERS
+    assert received.rcpt_tos == ("anna@example.com",)
+    assert "\n" not in received.message["Subject"]
+    assert "\r" not in received.message["Subject"]
+    assert "Frage" in received.message["Subject"]
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("Reply-To", "Anna\r\nBcc: eve@evil.example <anna@example.com>"),
+        ("Reply-To", "=?utf-8?q?Anna=0D=0ABcc:_eve@evil.example?= <anna@example.com>"),
+        ("In-Reply-To", "<m2@mail.example.com>\r\nBcc: eve@evil.example"),
+        ("References", "<m1@mail.example.com>\nX-Injected: yes"),
+        ("Auto-Submitted", "auto-generated\r\n\r\nbody injected"),
+    ],
+)
+async def test_a_header_value_with_crlf_cannot_add_a_header(
+    sender: SmtpSender, smtp_server: SmtpServer, name: str, value: str
+):
+    await sender.send(reply(headers={name: value}))
+
+    received = smtp_server.messages[0]
+    assert set(received.header_names) <= BASE_HEADERS | {name}
+    assert received.rcpt_tos == ("anna@example.com",)
+    assert received.message.get_content() == "Danke für Ihre Nachricht.\n"
+    assert all(b"\n" not in line and b"\r" not in line for line in received.header_lines)
+
+
+async def test_threading_headers_keep_only_their_message_ids(
+    sender: SmtpSender, smtp_server: SmtpServer
+):
+    headers = {
+        "In-Reply-To": "<m2@mail.example.com> (Anna's mail)",
+        "References": "<m1@mail.example.com>\r\n Bcc: eve@evil.example <m2@mail.example.com>",
+    }
+
+    await sender.send(reply(headers=headers))
+
+    message = smtp_server.messages[0].message
+    assert message["In-Reply-To"] == "<m2@mail.example.com>"
+    assert message["References"] == "<m1@mail.example.com> <m2@mail.example.com>"
+
+
+async def test_a_reply_to_with_a_display_name_is_kept(sender: SmtpSender, smtp_server: SmtpServer):
+    await sender.send(reply(headers={"Reply-To": "Team Süd <sued@hub.example>"}))
+
+    assert smtp_server.messages[0].message["Reply-To"] == "Team Süd <sued@hub.example>"
+
+
+async def test_header_names_outside_the_whitelist_are_not_copied(
+    sender: SmtpSender, smtp_server: SmtpServer
+):
+    headers = {
+        "Bcc": "eve@evil.example",
+        "X-Mailer": "evil",
+        "Received": "from evil",
+        "Content-Type": "text/html",
+        "Subject": "Another subject",
+        "in-reply-to": "<m2@mail.example.com>",
+    }
+
+    await sender.send(reply(headers=headers))
+
+    received = smtp_server.messages[0]
+    assert set(received.header_names) == BASE_HEADERS | {"In-Reply-To"}
+    assert received.message["Subject"] == "Re: Frage zur Rechnung"
+    assert received.message.get_content_type() == "text/plain"
+    assert received.rcpt_tos == ("anna@example.com",)
+
+
+async def test_auto_submitted_and_list_unsubscribe_are_copied_when_given(
+    sender: SmtpSender, smtp_server: SmtpServer
+):
+    headers = {
+        "Auto-Submitted": "auto-generated",
+        "List-Unsubscribe": "<https://hub.example/u/abc>, <mailto:u+abc@hub.example>",
+        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+    }
+
+    await sender.send(reply(subject="Unser Angebot", headers=headers))
+
+    message = smtp_server.messages[0].message
+    assert {name: message[name] for name in headers} == headers
+    assert message["In-Reply-To"] is None
+
+
+@pytest.mark.parametrize(
+    "recipient",
+    ["anna@example.com\r\nRCPT TO:<eve@evil.example>", "not an address", "", "ännä@example.com"],
+)
+async def test_a_recipient_smtp_cannot_carry_is_permanent_and_nothing_is_sent(
+    sender: SmtpSender, smtp_server: SmtpServer, recipient: str
+):
+    with pytest.raises(PermanentDeliveryError):
+        await sender.send(reply(recipient=recipient))
+
+    assert smtp_server.messages == []
+    assert smtp_server.connections == 0
+
+
+async def test_the_sender_logs_in_when_a_user_is_configured(make_smtp_server: MakeSmtpServer):
+    server = make_smtp_server(credentials=("hub", "s3cret"))
+
+    async with make_sender(server, username="hub", password="s3cret") as sender:
+        await sender.send(reply())
+
+    assert server.messages[0].login == "hub"
+
+
+async def test_a_refused_login_is_transient(make_smtp_server: MakeSmtpServer):
+    server = make_smtp_server(credentials=("hub", "s3cret"))
+
+    async with make_sender(server, username="hub", password="wrong") as sender:
+        with pytest.raises(TransientDeliveryError, match="cannot open an SMTP connection"):
+            await sender.send(reply())
+
+    assert server.messages == []
+
+
+async def test_starttls_protects_the_message_when_tls_is_on(
+    make_smtp_server: MakeSmtpServer, tls_certificate: Certificate
+):
+    server = make_smtp_server(tls="starttls", certificate=tls_certificate)
+    tls = tls_certificate.client_context()
+
+    async with make_sender(server, tls="starttls", tls_context=tls) as sender:
+        await sender.send(reply())
+        await sender.send(reply())
+
+    assert [received.tls for received in server.messages] == [True, True]
+    assert server.connections == 1
+
+
+async def test_implicit_tls_protects_the_message(
+    make_smtp_server: MakeSmtpServer, tls_certificate: Certificate
+):
+    server = make_smtp_server(tls="implicit", certificate=tls_certificate)
+    tls = tls_certificate.client_context()
+
+    async with make_sender(server, tls="implicit", tls_context=tls) as sender:
+        await sender.send(reply())
+
+    assert [received.tls for received in server.messages] == [True]
+
+
+async def test_a_server_without_starttls_is_never_sent_plain_text_when_tls_is_on(
+    smtp_server: SmtpServer,
+):
+    async with make_sender(smtp_server, tls="starttls") as sender:
+        with pytest.raises(TransientDeliveryError, match="STARTTLS"):
+            await sender.send(reply())
+
+    assert smtp_server.messages == []
+
+
+async def test_an_untrusted_certificate_is_transient(
+    make_smtp_server: MakeSmtpServer, tls_certificate: Certificate
+):
+    server = make_smtp_server(tls="starttls", certificate=tls_certificate)
+
+    async with make_sender(server, tls="starttls") as sender:
+        with pytest.raises(TransientDeliveryError, match="CERTIFICATE_VERIFY_FAILED"):
+            await sender.send(reply())
+
+    assert server.messages == []
+
+
+def test_tls_on_means_implicit_tls_on_port_465_and_starttls_elsewhere():
+    assert choose_tls(True, 465) == "implicit"
+    assert choose_tls(True, 587) == "starttls"
+    assert choose_tls(True, 25) == "starttls"
+    assert choose_tls(False, 465) == "plain"
+
+
+def test_settings_build_the_sender():
+    settings = load_settings(
+        _env_file=None,
+        secret_key=SECRET,
+        smtp_host="mail.example.com",
+        smtp_port=465,
+        smtp_user="hub",
+        smtp_password="pw",
+        mail_from="Service <service@hub.example>",
+    )
+
+    sender = SmtpSender.from_settings(settings)
+
+    assert (sender.host, sender.port, sender.tls) == ("mail.example.com", 465, "implicit")
+    assert (sender.username, sender.password) == ("hub", "pw")
+    assert sender.sender.addr_spec == "service@hub.example"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "variable"),
+    [({}, "OMNIHUB_SMTP_HOST"), ({"smtp_host": "mail", "mail_from": "nobody"}, "MAIL_FROM")],
+)
+def test_settings_without_a_host_or_a_usable_mail_from_are_refused(
+    overrides: dict[str, str], variable: str
+):
+    settings = load_settings(_env_file=None, secret_key=SECRET, **overrides)
+
+    with pytest.raises(SettingsError, match=variable):
+        SmtpSender.from_settings(settings)
+
+
+async def test_a_queued_reply_goes_out_through_the_outbox_and_its_row_records_the_message_id(
+    hub: Hub, smtp_server: SmtpServer
+):
+    contact = await accept_inbound(
+        hub,
+        Inbound(
+            channel="email",
+            sender_kind="email",
+            sender="anna@example.com",
+            external_id="<m1@mail.example.com>",
+            subject="Frage",
+            text="Hallo",
+        ),
+    )
+    async with hub.work() as work:
+        queued = await enqueue(
+            work,
+            Message(
+                idempotency_key="reply:e2e",
+                channel="email",
+                recipient="anna@example.com",
+                purpose="service",
+                subject="Re: Frage",
+                text="Danke für Ihre Nachricht.",
+                customer_id=contact.customer_id,
+                conversation_id=contact.conversation_id,
+                headers={"In-Reply-To": "<m1@mail.example.com>"},
+            ),
+            hub.policy,
+        )
+    settings = hub.settings.model_copy(
+        update={"smtp_host": smtp_server.host, "smtp_port": smtp_server.port, "smtp_tls": False}
+    )
+
+    async with SmtpSender.from_settings(settings, timeout=TIMEOUT) as sender:
+        handled = await Dispatcher(hub, {"email": sender}).dispatch_once()
+
+    async with hub.sessions() as session:
+        row = await session.scalar(select(OutboxMessage).where(OutboxMessage.id == queued.id))
+    [received] = smtp_server.messages
+    assert handled == 1
+    assert (row.status, row.provider_id) == ("sent", received.message["Message-ID"])
+    assert received.message["In-Reply-To"] == "<m1@mail.example.com>"
+    assert received.rcpt_tos == ("anna@example.com",)
+    assert parse_hub_message_id(SECRET, row.provider_id) == HubMessageId(
+        contact.conversation_id or 0, queued.id
+    )
