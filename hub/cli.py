@@ -121,22 +121,35 @@ def demo(
         "omnihub-demo.db"
     ),
 ) -> None:
-    """Serve a fresh SQLite hub with demo customers, history, complaints and agents."""
+    """Serve a fresh SQLite hub with demo customers, history, complaints and agents,
+    and an embedded SMTP sink that keeps every sent mail as a file."""
     from hub.demo import seed_demo
+    from hub.mail_sink import start_sink
 
     for suffix in ("", "-wal", "-shm"):
         Path(f"{database}{suffix}").unlink(missing_ok=True)
-    settings = settings_or_exit(
-        database_url=f"sqlite+aiosqlite:///{database}", public_url=f"http://127.0.0.1:{port}"
-    )
-    _migrate_or_exit(settings)
-    logins = run_with_hub(settings, seed_demo)
-    typer.echo(f"\nomnihub demo: console at http://127.0.0.1:{port}/  (API docs at /docs)")
-    for login in logins:
-        account = f"{login.role:<10} {login.email:<27}"
-        typer.echo(f"  {account} password {login.password:<19} token {login.token}")
-    typer.echo("")
-    _serve(settings, "127.0.0.1", port, 1)
+    mail_folder = Path(f"{database}.mail")
+    sink = start_sink(mail_folder)
+    try:
+        settings = settings_or_exit(
+            database_url=f"sqlite+aiosqlite:///{database}",
+            public_url=f"http://127.0.0.1:{port}",
+            smtp_host=sink.hostname,
+            smtp_port=sink.port,
+            smtp_tls=False,
+            mail_from="omnihub demo <service@omnihub-demo.test>",
+        )
+        _migrate_or_exit(settings)
+        logins = run_with_hub(settings, seed_demo)
+        typer.echo(f"\nomnihub demo: console at http://127.0.0.1:{port}/  (API docs at /docs)")
+        typer.echo(f"  mail the hub sends is kept in {mail_folder}/")
+        for login in logins:
+            account = f"{login.role:<10} {login.email:<27}"
+            typer.echo(f"  {account} password {login.password:<19} token {login.token}")
+        typer.echo("")
+        _serve(settings, "127.0.0.1", port, 1)
+    finally:
+        sink.stop()
 
 
 @agent_app.command("add")

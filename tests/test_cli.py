@@ -296,3 +296,39 @@ def test_the_demo_serves_a_customer_found_by_phone_in_local_notation(
     assert "+491512345678" in card["phones"]
     assert card["tier"] == "A"
     assert card["history"], "the demo customer has a history"
+
+
+def test_a_reply_sent_in_the_demo_lands_in_its_embedded_smtp_sink(
+    omnihub: str, tmp_path: Path
+) -> None:
+    env = {name: value for name, value in os.environ.items() if not name.startswith("OMNIHUB_")}
+    args = ["demo", "--database", str(tmp_path / "demo.db")]
+    mail_folder = tmp_path / "demo.db.mail"
+
+    with serving(omnihub, args, env, tmp_path) as server:
+        printed = server.read_until(r"token ohk_")
+        server.wait_until_healthy()
+        token = re.findall(r"token (ohk_\S+)", "".join(printed))[0]
+        headers = {"Authorization": f"Bearer {token}"}
+        open_mail = httpx.get(
+            f"{server.url}/api/conversations",
+            headers=headers,
+            timeout=10,
+            params={"status": "open"},
+        ).json()["conversations"]
+        conversation = next(c for c in open_mail if c["channel"] == "email")
+        answer = httpx.post(
+            f"{server.url}/api/conversations/{conversation['id']}/reply",
+            headers=headers,
+            json={"text": "Vielen Dank, wir melden uns."},
+            timeout=10,
+        )
+        deadline = time.monotonic() + 15
+        while not list(mail_folder.glob("*.eml")) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        kept = sorted(mail_folder.glob("*.eml"))
+
+    assert answer.json()["status"] == "queued", answer.text
+    assert "mail the hub sends is kept in" in "".join(printed)
+    assert len(kept) == 1
+    assert b"Vielen Dank, wir melden uns." in kept[0].read_bytes()
