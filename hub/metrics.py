@@ -46,5 +46,12 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.webhook_rejected = Counter(
+            "omnihub_webhook_rejected",
+            "Webhooks refused for a bad or missing signature",
+            ["path"],
+            registry=self.registry,
+        )
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -8,6 +8,7 @@ queueing the same key again is a no-op that returns the first row. A row moves
       ^                  │  └───> failed        (permanent error, reason kept)
       │                  │  └───> blocked       (the gate said no, reasons kept)
       │                  │  └───> unknown       (may have gone out: reconcile, never resend)
+      │         sent ──provider report──> delivered | failed (undelivered)
       └── retry, backoff ┘
     sending, lease expired ──> reclaimed by any dispatcher (the claimer died)
 
@@ -28,7 +29,19 @@ from hub.errors import InvalidInputError
 from hub.gate import PURPOSES, Policy, Recipient, check
 from hub.models import Interaction, OutboxMessage, utcnow
 
-STATUSES = ("queued", "sending", "sent", "blocked", "failed", "unknown")
+STATUSES = ("queued", "sending", "sent", "delivered", "blocked", "failed", "unknown")
+# A provider's reports about a sent message (Twilio's message statuses) arrive out
+# of order and more than once: only a report of a later stage is applied.
+PROVIDER_STAGES = {
+    "accepted": 0,
+    "queued": 0,
+    "sending": 1,
+    "sent": 2,
+    "delivered": 3,
+    "undelivered": 3,
+    "failed": 3,
+    "read": 4,
+}
 MAX_KEY = 200
 
 
@@ -162,3 +175,33 @@ def outbox_view(row: OutboxMessage) -> dict[str, Any]:
         "customer_id": row.customer_id,
         "conversation_id": row.conversation_id,
     }
+
+
+async def do_record_provider_status(
+    work: Work, provider_id: str, provider_status: str, error: str | None = None
+) -> OutboxMessage | None:
+    """Apply a provider's report on a sent message, once and only forwards; None if unknown."""
+    row = (
+        await work.session.scalars(
+            select(OutboxMessage).where(OutboxMessage.provider_id == provider_id)
+        )
+    ).first()
+    stage = PROVIDER_STAGES.get(provider_status)
+    if row is None or stage is None:
+        return None
+    if stage <= PROVIDER_STAGES.get(row.provider_status or "", -1):
+        return row
+    row.provider_status = provider_status
+    if provider_status == "delivered":
+        row.status = "delivered"
+        add_outcome_to_history(work, row, "delivered")
+    elif provider_status in ("undelivered", "failed"):
+        row.status, row.last_error = "failed", error or provider_status
+        add_outcome_to_history(work, row, f"{provider_status}: {error or 'no reason given'}")
+    work.emit(
+        "outbox.status_reported",
+        outbox_id=row.id,
+        status=provider_status,
+        customer_id=row.customer_id,
+    )
+    return row

@@ -19,7 +19,7 @@ from hub.delivery import (
 from hub.dispatcher import Dispatcher
 from hub.intake import accept_inbound
 from hub.models import Consent, Interaction, OutboxMessage, utcnow
-from hub.outbox import Message, enqueue
+from hub.outbox import Message, do_record_provider_status, enqueue
 from hub.values import Inbound
 
 
@@ -376,3 +376,36 @@ async def test_a_sender_cut_off_mid_send_leaves_the_message_unknown_not_resent(h
     cut_off = await row(hub, queued.id)
     assert cut_off.status == "unknown"
     assert "did not finish in time" in cut_off.last_error
+
+
+async def test_provider_reports_apply_only_forwards_however_they_arrive(hub: Hub):
+    customer_id = await anna(hub)
+    queued = await queue(hub, customer_id)
+    await Dispatcher(hub, {"email": RecordingSender()}).dispatch_once()
+    provider_id = (await row(hub, queued.id)).provider_id
+
+    for status in ("sent", "delivered", "sent", "queued", "delivered"):
+        async with hub.work() as work:
+            await do_record_provider_status(work, provider_id, status)
+
+    done = await row(hub, queued.id)
+    assert (done.status, done.provider_status) == ("delivered", "delivered")
+    assert (await deliveries(hub, customer_id))[-1] == (
+        "service message to anna@example.com delivered"
+    )
+    assert len(await deliveries(hub, customer_id)) == 2
+
+
+async def test_an_undelivered_report_fails_the_message_with_the_providers_error(hub: Hub):
+    customer_id = await anna(hub)
+    queued = await queue(hub, customer_id)
+    await Dispatcher(hub, {"email": RecordingSender()}).dispatch_once()
+    provider_id = (await row(hub, queued.id)).provider_id
+
+    async with hub.work() as work:
+        await do_record_provider_status(work, provider_id, "undelivered", "30003 unreachable")
+        unknown = await do_record_provider_status(work, "SM-not-ours", "delivered")
+
+    failed = await row(hub, queued.id)
+    assert (failed.status, failed.last_error) == ("failed", "30003 unreachable")
+    assert unknown is None
