@@ -20,6 +20,8 @@ from starlette.middleware.sessions import SessionMiddleware
 
 from agent_ui import pages
 from channels.email import wiring as email
+from channels.sms import webhooks as sms_webhooks
+from channels.voice import webhooks as voice_webhooks
 from hub.api import ROUTERS
 from hub.context import Hub
 from hub.delivery import Sender
@@ -78,7 +80,7 @@ def create_app(
 
     app = FastAPI(title="omnihub", version="0.1.0", lifespan=lifespan)
     app.state.hub = running
-    for router in (*ROUTERS, pages.router):
+    for router in (*ROUTERS, sms_webhooks.router, voice_webhooks.router, pages.router):
         app.include_router(router)
     app.add_exception_handler(HubError, _hub_error)  # type: ignore[arg-type]
     app.middleware("http")(_count_requests)

@@ -1,0 +1,1 @@
+"""The voice channel through Twilio: signed call webhooks, screen pop, TwiML routing."""
