@@ -63,6 +63,17 @@ async def take_inbox(hub: Hub, dovecot: Dovecot, user: str) -> None:
         await asyncio.to_thread(client.logout)
 
 
+async def an_inquiry_taken_from_the_inbox(hub: Hub, dovecot: Dovecot) -> tuple[str, Interaction]:
+    """Anna's first mail, appended to a fresh mailbox and taken into the hub."""
+    user = dovecot.new_user()
+    await asyncio.to_thread(
+        dovecot.append, user, customer_mail("Lieferung", "Wo?", "<first@example.com>")
+    )
+    await take_inbox(hub, dovecot, user)
+    async with hub.sessions() as session:
+        return user, (await session.scalars(select(Interaction))).one()
+
+
 async def dispatch(hub: Hub, smtp: SmtpServer) -> None:
     settings = hub.settings.model_copy(
         update={
@@ -142,13 +153,7 @@ async def test_a_forged_reference_to_someone_elses_conversation_does_not_pull_ma
     dovecot: Dovecot,
     smtp_server: SmtpServer,
 ):
-    user = dovecot.new_user()
-    await asyncio.to_thread(
-        dovecot.append, user, customer_mail("Lieferung", "Wo?", "<first@example.com>")
-    )
-    await take_inbox(hub, dovecot, user)
-    async with hub.sessions() as session:
-        first = (await session.scalars(select(Interaction))).one()
+    user, first = await an_inquiry_taken_from_the_inbox(hub, dovecot)
     await client.post(
         f"/api/conversations/{first.conversation_id}/reply",
         headers=agent.headers,
@@ -180,13 +185,7 @@ async def test_a_hard_bounce_blocks_the_address_and_the_next_reply_never_reaches
     dovecot: Dovecot,
     smtp_server: SmtpServer,
 ):
-    user = dovecot.new_user()
-    await asyncio.to_thread(
-        dovecot.append, user, customer_mail("Lieferung", "Wo?", "<first@example.com>")
-    )
-    await take_inbox(hub, dovecot, user)
-    async with hub.sessions() as session:
-        first = (await session.scalars(select(Interaction))).one()
+    user, first = await an_inquiry_taken_from_the_inbox(hub, dovecot)
     path = f"/api/conversations/{first.conversation_id}/reply"
     await client.post(path, headers=agent.headers, json={"text": "Morgen."})
     await dispatch(hub, smtp_server)
@@ -220,13 +219,7 @@ async def test_an_email_reply_goes_out_as_text_and_escaped_html(
     dovecot: Dovecot,
     smtp_server: SmtpServer,
 ):
-    user = dovecot.new_user()
-    await asyncio.to_thread(
-        dovecot.append, user, customer_mail("Lieferung", "Wo?", "<first@example.com>")
-    )
-    await take_inbox(hub, dovecot, user)
-    async with hub.sessions() as session:
-        first = (await session.scalars(select(Interaction))).one()
+    _, first = await an_inquiry_taken_from_the_inbox(hub, dovecot)
 
     await client.post(
         f"/api/conversations/{first.conversation_id}/reply",
