@@ -19,9 +19,11 @@ from fastapi.responses import JSONResponse
 from starlette.middleware.sessions import SessionMiddleware
 
 from agent_ui import pages
+from channels.chat import routes as chat_routes
 from channels.email import wiring as email
 from channels.sms import webhooks as sms_webhooks
 from channels.voice import webhooks as voice_webhooks
+from channels.webform import routes as webform_routes
 from hub.api import ROUTERS
 from hub.context import Hub
 from hub.delivery import Sender
@@ -80,7 +82,13 @@ def create_app(
 
     app = FastAPI(title="omnihub", version="0.1.0", lifespan=lifespan)
     app.state.hub = running
-    for router in (*ROUTERS, sms_webhooks.router, voice_webhooks.router, pages.router):
+    channel_routers = (
+        sms_webhooks.router,
+        voice_webhooks.router,
+        webform_routes.router,
+        chat_routes.router,
+    )
+    for router in (*ROUTERS, *channel_routers, pages.router):
         app.include_router(router)
     app.add_exception_handler(HubError, _hub_error)  # type: ignore[arg-type]
     app.middleware("http")(_count_requests)

@@ -1,0 +1,1 @@
+"""Live chat: the customer's websocket and the embeddable widget."""
