@@ -21,7 +21,9 @@ from starlette.middleware.sessions import SessionMiddleware
 from agent_ui import pages
 from channels.chat import routes as chat_routes
 from channels.email import wiring as email
+from channels.sms import segments as sms_segments
 from channels.sms import webhooks as sms_webhooks
+from channels.sms.sending import TwilioSmsSender
 from channels.voice import webhooks as voice_webhooks
 from channels.webform import routes as webform_routes
 from hub.api import ROUTERS
@@ -51,6 +53,10 @@ def wire_channels(settings: Settings, hub: Hub) -> Wiring:
     if sender is not None:
         wiring.senders["email"] = sender
         wiring.closers.append(sender.close)
+    sms_sender = TwilioSmsSender.from_settings(settings)
+    if sms_sender is not None:
+        wiring.senders["sms"] = sms_sender
+        wiring.closers.append(sms_sender.close)
     intake = email.build_intake(hub, settings)
     if intake is not None:
         wiring.jobs["imap intake"] = intake.run
@@ -84,6 +90,7 @@ def create_app(
     app.state.hub = running
     channel_routers = (
         sms_webhooks.router,
+        sms_segments.router,
         voice_webhooks.router,
         webform_routes.router,
         chat_routes.router,

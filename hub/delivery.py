@@ -5,6 +5,8 @@ A sender has one method, `send(outbound) -> Receipt`. It raises
     DeliveryError
      ├── TransientDeliveryError   try again later (connection refused, 4xx SMTP, 429, 5xx)
      ├── PermanentDeliveryError   never going to work (5xx SMTP, invalid number)
+     │    └── RecipientRefusedError   the recipient opted out at the provider (Twilio
+     │                                21610): the hub blocks the address with that reason
      └── UnknownDeliveryError     it may have gone out (connection lost after SMTP DATA):
                                   the row becomes `unknown` for reconciliation, never re-sent
 
@@ -33,6 +35,14 @@ class TransientDeliveryError(DeliveryError):
 
 class PermanentDeliveryError(DeliveryError):
     """Will never succeed; the message is failed with this reason."""
+
+
+class RecipientRefusedError(PermanentDeliveryError):
+    """The provider says the recipient refuses our messages; `block_reason` names the block."""
+
+    def __init__(self, message: str, block_reason: str) -> None:
+        super().__init__(message)
+        self.block_reason = block_reason
 
 
 class UnknownDeliveryError(DeliveryError):

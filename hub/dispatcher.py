@@ -32,9 +32,15 @@ from typing import Any
 
 from sqlalchemy import and_, or_, select, update
 
+from hub.blocks import do_add_block
 from hub.context import Hub
-from hub.delivery import PermanentDeliveryError, Sender, UnknownDeliveryError
-from hub.gate import Recipient, check
+from hub.delivery import (
+    PermanentDeliveryError,
+    RecipientRefusedError,
+    Sender,
+    UnknownDeliveryError,
+)
+from hub.gate import ADDRESS_KIND, Recipient, check
 from hub.models import OutboxMessage, utcnow
 from hub.outbox import add_outcome_to_history
 from hub.values import Outbound
@@ -140,6 +146,14 @@ class Dispatcher:
                 last_error="the sender did not finish in time",
                 summary="delivery unknown: the sender did not finish in time",
             )
+        except RecipientRefusedError as error:
+            await self._record(
+                row,
+                "failed",
+                last_error=str(error),
+                summary=f"failed: {error}",
+                block_reason=error.block_reason,
+            )
         except PermanentDeliveryError as error:
             await self._record(row, "failed", last_error=str(error), summary=f"failed: {error}")
         except UnknownDeliveryError as error:
@@ -178,9 +192,15 @@ class Dispatcher:
         )
 
     async def _record(
-        self, row: OutboxMessage, status: str, summary: str | None = None, **values: Any
+        self,
+        row: OutboxMessage,
+        status: str,
+        summary: str | None = None,
+        block_reason: str | None = None,
+        **values: Any,
     ) -> None:
-        """Record an outcome, only while this dispatcher still holds the claim."""
+        """Record an outcome, only while this dispatcher still holds the claim; a refusing
+        recipient is blocked in the same transaction."""
         mine = and_(
             OutboxMessage.id == row.id,
             OutboxMessage.status == "sending",
@@ -197,6 +217,16 @@ class Dispatcher:
             if result.rowcount != 1:
                 log.warning("outbox row %s was reclaimed by another dispatcher", row.id)
                 return
+            if block_reason is not None and row.channel in ADDRESS_KIND:
+                await do_add_block(
+                    work,
+                    None,
+                    ADDRESS_KIND[row.channel],
+                    row.recipient,
+                    block_reason,
+                    self.hub.settings.default_region,
+                    note=f"refused by the provider: {values.get('last_error')}",
+                )
             if summary is not None:
                 fresh = await work.session.get(OutboxMessage, row.id, populate_existing=True)
                 add_outcome_to_history(work, fresh, summary)

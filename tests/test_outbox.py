@@ -12,13 +12,14 @@ from hub.blocks import do_add_block
 from hub.context import Hub
 from hub.delivery import (
     PermanentDeliveryError,
+    RecipientRefusedError,
     RecordingSender,
     TransientDeliveryError,
     UnknownDeliveryError,
 )
 from hub.dispatcher import Dispatcher
 from hub.intake import accept_inbound
-from hub.models import Consent, Interaction, OutboxMessage, utcnow
+from hub.models import Block, Consent, Interaction, OutboxMessage, utcnow
 from hub.outbox import Message, do_record_provider_status, enqueue
 from hub.values import Inbound
 
@@ -409,3 +410,18 @@ async def test_an_undelivered_report_fails_the_message_with_the_providers_error(
     failed = await row(hub, queued.id)
     assert (failed.status, failed.last_error) == ("failed", "30003 unreachable")
     assert unknown is None
+
+
+async def test_a_recipient_refused_by_the_provider_is_blocked_with_the_failure(hub: Hub):
+    customer_id = await anna(hub)
+    queued = await queue(hub, customer_id, channel="sms", recipient="+491512345678")
+    sender = RecordingSender()
+    sender.fail_next(RecipientRefusedError("21610 unsubscribed recipient", "sms_stop"))
+
+    await Dispatcher(hub, {"sms": sender}).dispatch_once()
+
+    failed = await row(hub, queued.id)
+    async with hub.sessions() as session:
+        block = (await session.scalars(select(Block))).one()
+    assert failed.status == "failed"
+    assert (block.kind, block.value, block.reason) == ("phone", "+491512345678", "sms_stop")
