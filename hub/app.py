@@ -20,6 +20,7 @@ from starlette.middleware.sessions import SessionMiddleware
 
 from agent_ui import pages
 from channels.chat import routes as chat_routes
+from channels.chat import wiring as chat
 from channels.email import wiring as email
 from channels.sms import segments as sms_segments
 from channels.sms import webhooks as sms_webhooks
@@ -60,6 +61,7 @@ def wire_channels(settings: Settings, hub: Hub) -> Wiring:
     intake = email.build_intake(hub, settings)
     if intake is not None:
         wiring.jobs["imap intake"] = intake.run
+    wiring.senders["chat"] = chat.build_sender()
     return wiring
 
 
@@ -71,7 +73,12 @@ def create_app(
     wiring = wire_channels(settings, running)
     if senders is not None:
         wiring.senders = senders
-    jobs = {"outbox dispatcher": Dispatcher(running, wiring.senders).run, **wiring.jobs}
+    chat_registry = chat.registry_of(wiring.senders)
+    jobs = {
+        "outbox dispatcher": Dispatcher(running, wiring.senders).run,
+        **wiring.jobs,
+        **chat.jobs(running, chat_registry),
+    }
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -88,6 +95,7 @@ def create_app(
 
     app = FastAPI(title="omnihub", version="0.1.0", lifespan=lifespan)
     app.state.hub = running
+    app.state.chat = chat_registry
     channel_routers = (
         sms_webhooks.router,
         sms_segments.router,

@@ -23,7 +23,12 @@ from hub.settings import Settings, load_settings
 from tests.peers import missing_peer
 from tests.peers.databases import PostgresDatabases, SqliteDatabases
 
-pytest_plugins = ["tests.peers.dovecot", "tests.peers.smtp", "tests.peers.twilio"]
+pytest_plugins = [
+    "tests.peers.dovecot",
+    "tests.peers.smtp",
+    "tests.peers.twilio",
+    "tests.peers.browser",
+]
 
 SECRET = "test-secret-key-that-is-long-enough-0123456789"
 

@@ -1,0 +1,591 @@
+"""The web form: submissions land on the customer's history once, confirmed; spam does not.
+
+Through the API client on both engines, and in real Chromium with the form
+embedded in another page's iframe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from channels.webform import spam
+from channels.webform.texts import TEXTS, choose_language
+from channels.webform.tokens import sign_form_token
+from hub.context import Hub
+from hub.models import Attachment, Complaint, Interaction, OutboxMessage
+
+FORM = "/channels/webform"
+SCREENSHOT = Path(tempfile.gettempdir()) / "webform.png"  # to look at after a run
+
+
+def form_token(hub: Hub, age: float = 10.0) -> str:
+    """A genuine form token, as if the form had been served `age` seconds ago."""
+    return sign_form_token(hub.settings.secret_key or "", time.time() - age)
+
+
+def anna(hub: Hub, **changes: Any) -> dict[str, Any]:
+    fields = {
+        "name": "Anna Berger",
+        "email": "anna@example.com",
+        "phone": "",
+        "subject": "Lieferung",
+        "message": "Wo bleibt meine Bestellung 4711?",
+        "topic": "order",
+        "form_token": form_token(hub),
+    }
+    return {**fields, **changes}
+
+
+async def post_form(client: httpx.AsyncClient, fields: dict[str, Any], **extra: Any) -> Any:
+    return await client.post(FORM, data=fields, **extra)
+
+
+async def stored(hub: Hub) -> list[Interaction]:
+    async with hub.sessions() as session:
+        statement = select(Interaction).where(Interaction.channel == "webform")
+        return list(await session.scalars(statement.order_by(Interaction.id)))
+
+
+async def confirmations(hub: Hub) -> list[OutboxMessage]:
+    async with hub.sessions() as session:
+        statement = select(OutboxMessage).where(
+            OutboxMessage.idempotency_key.startswith("webform-confirmation:")
+        )
+        return list(await session.scalars(statement.order_by(OutboxMessage.id)))
+
+
+async def count(hub: Hub, model: type) -> int:
+    async with hub.sessions() as session:
+        return int(await session.scalar(select(func.count()).select_from(model)))
+
+
+async def reference_on(client: httpx.AsyncClient, answer: httpx.Response) -> str:
+    thanks = await client.get(answer.headers["location"])
+    found = re.search(r'<strong id="reference">([^<]+)</strong>', thanks.text)
+    assert found, thanks.text
+    return found.group(1)
+
+
+async def rejected_count(client: httpx.AsyncClient, reason: str) -> float:
+    metrics = (await client.get("/metrics")).text
+    found = re.search(rf'omnihub_webform_rejected_total\{{reason="{reason}"\}} (\S+)', metrics)
+    return float(found.group(1)) if found else 0.0
+
+
+def input_tag(page: str, name: str) -> str:
+    found = re.search(rf'<(?:input|textarea|select)[^>]*id="field-{name}"[^>]*>', page)
+    assert found, f"no control for {name}"
+    return found.group(0)
+
+
+# -- a person's submission -------------------------------------------------------------
+
+
+async def test_a_form_post_is_answered_303_to_a_thank_you_page_showing_its_reference(
+    client: httpx.AsyncClient, hub: Hub
+):
+    answer = await post_form(client, anna(hub))
+
+    assert answer.status_code == 303
+    [interaction] = await stored(hub)
+    reference = await reference_on(client, answer)
+    assert reference == f"WF-{interaction.conversation_id}-{interaction.id}"
+
+
+async def test_a_form_post_is_on_the_customers_history_with_name_topic_and_address(
+    client: httpx.AsyncClient, hub: Hub, agent: Any
+):
+    await post_form(client, anna(hub, phone="030 1234567"), headers={"User-Agent": "Tester/1"})
+
+    card = (
+        await client.get("/api/customers/lookup?email=anna@example.com", headers=agent.headers)
+    ).json()
+    entry = next(e for e in card["history"] if e["channel"] == "webform")
+    assert (entry["sender"], entry["subject"], entry["text"]) == (
+        "anna@example.com",
+        "Lieferung",
+        "Wo bleibt meine Bestellung 4711?",
+    )
+    [interaction] = await stored(hub)
+    assert interaction.meta["name"] == "Anna Berger"
+    assert interaction.meta["phone"] == "+49301234567"
+    assert interaction.meta["topic"] == "order"
+    assert interaction.meta["ip"] == "127.0.0.1"
+    assert interaction.meta["user_agent"] == "Tester/1"
+
+
+async def test_the_submitter_gets_a_confirmation_email_with_the_reference_queued_as_service(
+    client: httpx.AsyncClient, hub: Hub
+):
+    answer = await client.post(f"{FORM}?lang=de", data=anna(hub))
+
+    reference = await reference_on(client, answer)
+    [row] = await confirmations(hub)
+    assert (row.channel, row.recipient, row.purpose, row.status) == (
+        "email",
+        "anna@example.com",
+        "service",
+        "queued",
+    )
+    assert reference in row.payload["subject"] and reference in row.payload["text"]
+    assert row.payload["subject"].startswith("Wir haben Ihre Nachricht erhalten")
+    assert f"[#{row.conversation_id}]" in row.payload["subject"]
+    assert "Wo bleibt" not in row.payload["text"]  # nothing the visitor typed is mailed out
+
+
+async def test_a_json_post_is_answered_201_with_the_reference(client: httpx.AsyncClient, hub: Hub):
+    answer = await client.post(
+        FORM, json={"name": "Anna", "email": "anna@example.com", "message": "Hallo"}
+    )
+
+    assert answer.status_code == 201
+    [interaction] = await stored(hub)
+    assert answer.json() == {"reference": f"WF-{interaction.conversation_id}-{interaction.id}"}
+    assert len(await confirmations(hub)) == 1
+
+
+async def test_a_json_repeat_with_the_same_submission_id_answers_200_with_the_same_reference(
+    client: httpx.AsyncClient, hub: Hub
+):
+    body = {"name": "Anna", "email": "anna@example.com", "message": "Hallo", "submission_id": "a-1"}
+
+    first = await client.post(FORM, json=body)
+    again = await client.post(FORM, json=body)
+
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert again.json() == first.json()
+    assert len(await stored(hub)) == 1
+
+
+async def test_a_complaint_topic_opens_a_complaint(client: httpx.AsyncClient, hub: Hub):
+    await post_form(client, anna(hub, topic="complaint", subject="Kaputt angekommen"))
+
+    async with hub.sessions() as session:
+        complaint = (await session.scalars(select(Complaint))).one()
+    [interaction] = await stored(hub)
+    assert complaint.subject == "Kaputt angekommen"
+    assert complaint.customer_id == interaction.customer_id
+    assert interaction.meta["complaint_id"] == complaint.id
+
+
+async def test_a_phone_only_submission_is_filed_under_the_number_and_mails_nothing(
+    client: httpx.AsyncClient, hub: Hub
+):
+    answer = await post_form(client, anna(hub, email="", phone="0151 2345678"))
+
+    assert answer.status_code == 303
+    [interaction] = await stored(hub)
+    assert interaction.sender == "+491512345678"
+    assert await confirmations(hub) == []
+    assert "Bestätigung" not in (await client.get(answer.headers["location"])).text
+
+
+# -- once only -------------------------------------------------------------------------
+
+
+async def test_the_same_form_sent_twice_with_its_token_is_stored_and_confirmed_once(
+    client: httpx.AsyncClient, hub: Hub
+):
+    fields = anna(hub)
+
+    first, second = await post_form(client, fields), await post_form(client, fields)
+
+    assert first.status_code == second.status_code == 303
+    assert await reference_on(client, first) == await reference_on(client, second)
+    assert len(await stored(hub)) == 1
+    assert len(await confirmations(hub)) == 1
+
+
+async def test_a_form_edited_and_sent_again_with_its_old_token_is_a_new_submission(
+    client: httpx.AsyncClient, hub: Hub
+):
+    token = form_token(hub)
+
+    await post_form(client, anna(hub, form_token=token))
+    await post_form(client, anna(hub, form_token=token, message="Und noch etwas."))
+
+    assert [i.text for i in await stored(hub)] == [
+        "Wo bleibt meine Bestellung 4711?",
+        "Und noch etwas.",
+    ]
+
+
+# -- spam ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("as_json", [False, True], ids=["form", "json"])
+async def test_a_filled_honeypot_is_refused_stores_nothing_and_is_counted(
+    client: httpx.AsyncClient, hub: Hub, as_json: bool
+):
+    fields = anna(hub, website="http://cheap-pills.example")
+
+    answer = await (client.post(FORM, json=fields) if as_json else post_form(client, fields))
+
+    assert answer.status_code == 422
+    if as_json:
+        assert answer.json()["reason"] == "honeypot"
+    else:
+        assert "automated spam" in answer.text and 'role="alert"' in answer.text
+    assert await count(hub, Interaction) == 0
+    assert await rejected_count(client, "honeypot") == 1
+
+
+async def test_a_form_sent_sooner_than_a_person_can_fill_it_is_refused(
+    client: httpx.AsyncClient, hub: Hub
+):
+    served = await client.get(FORM)
+    token = re.search(r'name="form_token" value="([^"]+)"', served.text).group(1)
+
+    answer = await post_form(client, anna(hub, form_token=token))
+
+    assert answer.status_code == 422
+    assert "very fast" in answer.text
+    assert 'value="Anna Berger"' in answer.text  # the person can just send it again
+    assert await count(hub, Interaction) == 0
+    assert await rejected_count(client, "too_fast") == 1
+
+
+@pytest.mark.parametrize("token", [None, "forged.token"], ids=["missing", "forged"])
+async def test_a_form_post_without_a_genuine_form_token_is_refused(
+    client: httpx.AsyncClient, hub: Hub, token: str | None
+):
+    fields = {key: value for key, value in anna(hub).items() if key != "form_token"}
+    if token is not None:
+        fields["form_token"] = token
+
+    answer = await post_form(client, fields)
+
+    assert answer.status_code == 400
+    assert await count(hub, Interaction) == 0
+    assert await rejected_count(client, "form_token") == 1
+
+
+async def test_a_form_served_more_than_a_day_ago_is_refused_as_expired(
+    client: httpx.AsyncClient, hub: Hub
+):
+    answer = await post_form(client, anna(hub, form_token=form_token(hub, age=2 * 86400)))
+
+    assert answer.status_code == 400
+    assert "open for too long" in answer.text
+    assert await count(hub, Interaction) == 0
+
+
+async def test_the_sixth_submission_from_one_address_in_ten_minutes_is_refused_429(
+    client: httpx.AsyncClient, hub: Hub
+):
+    def body(number: int) -> dict[str, str]:
+        return {"name": "Anna", "email": "anna@example.com", "message": f"Nachricht {number}"}
+
+    answers = [await client.post(FORM, json=body(n)) for n in range(spam.RATE_LIMIT + 1)]
+
+    assert [a.status_code for a in answers] == [201] * spam.RATE_LIMIT + [429]
+    assert answers[-1].json()["reason"] == "rate_limited"
+    assert 1 <= int(answers[-1].headers["retry-after"]) <= spam.RATE_WINDOW_SECONDS
+    assert len(await stored(hub)) == spam.RATE_LIMIT
+    assert await rejected_count(client, "rate_limited") == 1
+
+
+async def test_a_repeat_of_a_counted_submission_passes_a_full_rate_limit(
+    client: httpx.AsyncClient, hub: Hub, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(spam, "RATE_LIMIT", 1)
+    body = {"name": "Anna", "email": "anna@example.com", "message": "Hallo", "submission_id": "s1"}
+
+    first = await client.post(FORM, json=body)
+    other = await client.post(FORM, json={**body, "submission_id": "s2"})
+    again = await client.post(FORM, json=body)
+
+    assert [first.status_code, other.status_code, again.status_code] == [201, 429, 200]
+
+
+async def test_the_rate_limit_refusal_is_shown_on_the_form_page_in_german(
+    client: httpx.AsyncClient, hub: Hub, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(spam, "RATE_LIMIT", 1)
+    await client.post(f"{FORM}?lang=de", data=anna(hub))
+
+    answer = await client.post(f"{FORM}?lang=de", data=anna(hub, message="Noch eine"))
+
+    assert answer.status_code == 429
+    assert "mehrere Nachrichten gesendet" in answer.text
+    assert "Bitte versuchen Sie es in 10 Minuten noch einmal." in answer.text
+
+
+def test_the_rate_window_frees_a_slot_when_the_oldest_submission_leaves_it():
+    window = spam.SlidingWindow()
+
+    allowed = [window.hit("10.0.0.1", f"s{n}", 100.0 + n, 2, 60.0) for n in range(3)]
+
+    assert allowed == [True, True, False]
+    assert window.wait_seconds("10.0.0.1", 102.0, 60.0) == 58.0
+    assert window.hit("10.0.0.1", "s3", 160.5, 2, 60.0)
+    assert not window.hit("10.0.0.1", "s4", 160.5, 2, 60.0)
+
+
+def test_the_rate_window_forgets_idle_addresses_when_it_tracks_too_many(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    monkeypatch.setattr(spam, "MAX_TRACKED_ADDRESSES", 3)
+    window = spam.SlidingWindow()
+    for number in range(3):
+        window.hit(f"10.0.0.{number}", "s", float(number), 5, 60.0)
+
+    window.hit("10.0.0.9", "s", 60.5, 5, 60.0)
+
+    assert sorted(window.hits) == ["10.0.0.1", "10.0.0.2", "10.0.0.9"]
+
+
+# -- mistakes --------------------------------------------------------------------------
+
+
+async def test_missing_fields_show_the_form_again_with_each_error_beside_its_field(
+    client: httpx.AsyncClient, hub: Hub
+):
+    answer = await post_form(client, anna(hub, name="", email="", message="Nur ein Gruß"))
+
+    assert answer.status_code == 422
+    page = answer.text
+    assert '<span id="name-error" class="error-message">' in page
+    assert 'aria-describedby="name-error"' in input_tag(page, "name")
+    assert 'aria-invalid="true"' in input_tag(page, "name")
+    assert "email-error" in input_tag(page, "email")
+    assert "phone-error" not in page  # the e-mail field carries the either-or error
+    assert "Nur ein Gruß</textarea>" in page  # what was typed is kept
+    assert 'value="Lieferung"' in input_tag(page, "subject")
+    assert '<option value="order" selected>' in page
+    assert await count(hub, Interaction) == 0
+
+
+async def test_missing_fields_in_json_are_answered_422_per_field(
+    client: httpx.AsyncClient, hub: Hub
+):
+    answer = await client.post(FORM, json={"email": "kein-at-zeichen", "topic": "lottery"})
+
+    assert answer.status_code == 422
+    assert answer.json() == {
+        "errors": {
+            "name": "Please enter your name.",
+            "message": "Please enter your message.",
+            "email": "Please enter an e-mail address like name@example.com.",
+            "topic": "Please choose one of the topics.",
+        }
+    }
+
+
+async def test_a_field_longer_than_its_limit_is_an_error_of_that_field(
+    client: httpx.AsyncClient, hub: Hub
+):
+    answer = await client.post(
+        FORM, json={"name": "x" * 201, "email": "anna@example.com", "message": "Hallo"}
+    )
+
+    assert answer.json() == {"errors": {"name": "Please use at most 200 characters."}}
+
+
+# -- text stays text -------------------------------------------------------------------
+
+
+async def test_a_script_in_the_message_is_stored_as_text_and_shown_escaped(
+    client: httpx.AsyncClient, hub: Hub
+):
+    script = "<script>alert('hi')</script>\r\nZweite Zeile\x00"
+
+    accepted = await post_form(client, anna(hub, message=script, name="<b>Anna</b>"))
+    refused = await post_form(client, anna(hub, message=script, name=""))
+
+    [interaction] = await stored(hub)
+    assert interaction.text == "<script>alert('hi')</script>\nZweite Zeile"
+    assert interaction.html is None
+    thanks = (await client.get(accepted.headers["location"])).text
+    for page in (thanks, refused.text):
+        assert "<script>alert" not in page and "<b>Anna" not in page
+    assert "&lt;script&gt;alert(&#39;hi&#39;)&lt;/script&gt;" in refused.text
+
+
+# -- languages -------------------------------------------------------------------------
+
+
+async def test_the_form_is_german_for_a_browser_that_prefers_german(
+    client: httpx.AsyncClient, hub: Hub
+):
+    page = await client.get(FORM, headers={"Accept-Language": "fr;q=1, de-AT;q=0.9, en;q=0.5"})
+
+    assert '<html lang="de">' in page.text
+    assert '<label for="field-name">Ihr Name' in page.text
+    assert page.headers["content-language"] == "de"
+    assert page.headers["cache-control"] == "no-store"
+
+
+async def test_the_form_is_english_when_the_page_asks_for_it_whatever_the_browser_prefers(
+    client: httpx.AsyncClient, hub: Hub
+):
+    page = await client.get(f"{FORM}?lang=en", headers={"Accept-Language": "de-DE"})
+
+    assert '<html lang="en">' in page.text
+    assert '<label for="field-name">Your name' in page.text
+
+
+def test_every_text_exists_in_german_and_english():
+    assert TEXTS["de"].keys() == TEXTS["en"].keys()
+
+
+@pytest.mark.parametrize(
+    ("requested", "header", "chosen"),
+    [
+        (None, "de-DE,de;q=0.9,en;q=0.8", "de"),
+        (None, "en;q=0.5, de;q=0.9", "de"),
+        (None, "fr, *;q=0.1", "en"),
+        (None, "de;q=0", "en"),
+        ("de", "en", "de"),
+        ("xx", "de", "de"),
+        (None, None, "en"),
+    ],
+)
+def test_the_language_is_the_requested_one_else_the_preferred_one_we_have(
+    requested: str | None, header: str | None, chosen: str
+):
+    assert choose_language(requested, header) == chosen
+
+
+# -- attachments and size --------------------------------------------------------------
+
+
+async def test_an_attachment_is_stored_with_its_name_type_and_size(
+    client: httpx.AsyncClient, hub: Hub
+):
+    files = {"attachments": ("../../etc/rechnung.pdf", b"%PDF-1.4 tiny", "application/pdf")}
+
+    await post_form(client, anna(hub), files=files)
+
+    async with hub.sessions() as session:
+        attachment = (await session.scalars(select(Attachment))).one()
+    assert (attachment.filename, attachment.content_type, attachment.size) == (
+        "rechnung.pdf",
+        "application/pdf",
+        13,
+    )
+    assert attachment.content == b"%PDF-1.4 tiny"
+
+
+async def test_an_attachment_over_the_limit_is_recorded_with_its_size_but_no_content(
+    client: httpx.AsyncClient, hub: Hub, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(hub.settings, "mail_max_attachment_bytes", 1000)
+    files = [
+        ("attachments", ("foto.jpg", b"x" * 1500, "image/jpeg")),
+        ("attachments", ("notiz.txt", b"klein", "text/plain")),
+    ]
+
+    answer = await post_form(client, anna(hub), files=files)
+
+    assert answer.status_code == 303
+    async with hub.sessions() as session:
+        rows = (
+            await session.execute(select(Attachment.filename, Attachment.size, Attachment.content))
+        ).all()
+    assert sorted(rows) == [("foto.jpg", 1500, None), ("notiz.txt", 5, b"klein")]
+
+
+async def test_a_request_over_the_total_size_limit_is_refused_413(
+    client: httpx.AsyncClient, hub: Hub, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(hub.settings, "mail_max_attachment_bytes", 1000)
+    files = {"attachments": ("gross.bin", b"x" * 400_000, "application/octet-stream")}
+
+    answer = await post_form(client, anna(hub), files=files)
+
+    assert answer.status_code == 413
+    assert "too large" in answer.text
+    assert await count(hub, Interaction) == 0
+    assert await rejected_count(client, "too_large") == 1
+
+
+async def test_a_thank_you_link_with_a_forged_reference_shows_no_reference(
+    client: httpx.AsyncClient, hub: Hub
+):
+    answer = await client.get(f"{FORM}/thanks?t=eyJyZWYiOiJXRi0xLTEifQ.forged")
+
+    assert answer.status_code == 404
+    assert 'id="reference"' not in answer.text
+
+
+async def test_the_post_is_documented_for_json_form_and_multipart_bodies(
+    client: httpx.AsyncClient, hub: Hub
+):
+    document = (await client.get("/openapi.json")).json()
+
+    body = document["paths"][FORM]["post"]["requestBody"]["content"]
+    assert sorted(body) == [
+        "application/json",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data",
+    ]
+    assert body["application/json"]["schema"]["properties"]["topic"]["enum"] == [
+        "inquiry",
+        "complaint",
+        "order",
+        "other",
+    ]
+
+
+# -- in a real browser -----------------------------------------------------------------
+
+EMBEDDING_PAGE = """<!doctype html>
+<html lang="de"><head><meta charset="utf-8"><title>Shop</title></head>
+<body style="font-family: sans-serif; background: #f3f4f6">
+  <h1>Beispiel-Shop</h1>
+  <iframe src="{url}/channels/webform?lang=de" title="Kontaktformular"
+          style="width: 640px; height: 1150px; border: 1px solid #ccc; background: #fff"></iframe>
+</body></html>"""
+
+
+async def test_a_person_fills_the_embedded_form_in_a_browser_and_sees_the_reference(
+    hub: Hub, live_url: str, page: Any, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(spam, "MIN_FILL_SECONDS", 0.2)
+    await page.set_content(EMBEDDING_PAGE.format(url=live_url))
+    form = page.frame_locator("iframe[title=Kontaktformular]")
+
+    await form.get_by_label("Ihr Name").fill("Anna Berger")
+    await form.get_by_label("E-Mail-Adresse").fill("anna@example.com")
+    await form.get_by_label("Worum geht es?").select_option("complaint")
+    await form.get_by_label("Betreff").fill("Kaputt angekommen")
+    await form.get_by_label("Ihre Nachricht").fill("Die Vase war zerbrochen.")
+    await page.screenshot(path=str(SCREENSHOT), full_page=True)
+    await asyncio.sleep(0.3)  # past the minimum fill time
+    await form.get_by_role("button", name="Nachricht senden").click()
+
+    reference = form.locator("#reference")
+    await reference.wait_for()
+    [interaction] = await stored(hub)
+    assert await reference.inner_text() == f"WF-{interaction.conversation_id}-{interaction.id}"
+    assert interaction.text == "Die Vase war zerbrochen."
+    assert interaction.meta["complaint_id"] is not None
+    [row] = await confirmations(hub)
+    assert (row.recipient, row.status) == ("anna@example.com", "queued")
+
+
+async def test_a_bot_filling_the_hidden_field_in_a_browser_is_shown_why_it_was_refused(
+    hub: Hub, live_url: str, page: Any, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(spam, "MIN_FILL_SECONDS", 0.2)
+    await page.goto(f"{live_url}/channels/webform?lang=en")
+    await page.get_by_label("Your name").fill("Bot")
+    await page.get_by_label("E-mail address").fill("bot@example.com")
+    await page.get_by_label("Your message").fill("Cheap pills")
+    await page.locator("[name=website]").evaluate("field => field.value = 'http://pills.example'")
+    await asyncio.sleep(0.3)
+    await page.get_by_role("button", name="Send message").click()
+
+    await page.get_by_role("alert").wait_for()
+    assert "automated spam" in await page.get_by_role("alert").inner_text()
+    assert await count(hub, Interaction) == 0
