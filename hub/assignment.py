@@ -1,9 +1,9 @@
 """Who takes a conversation: the interface routing implements, and the core's default.
 
 The default is deliberately simple (the `routing` package replaces it): an A
-customer's conversation goes to their key-account agent, everything else to a
-queue by tier, and a customer with an open complaint goes to the service queue
-first. Each decision says why it was made.
+customer's conversation goes to their key-account agent (with priority while a
+complaint is open), everyone else's with an open complaint to the service
+queue first, the rest to a queue by tier. Each decision says why it was made.
 """
 
 from __future__ import annotations
@@ -48,14 +48,17 @@ class DefaultRouter:
         has_open_complaint: bool,
     ) -> Assignment:
         tier = customer.tier or "C"
-        if has_open_complaint:
-            return Assignment("service", None, COMPLAINT_PRIORITY, "open complaint: service first")
+        priority = COMPLAINT_PRIORITY if has_open_complaint else 0
         if tier == "A" and customer.key_account_agent_id is not None:
+            # The key account keeps its own manager, who sees the complaint first.
+            why = ", open complaint first" if has_open_complaint else ""
             return Assignment(
                 TIER_QUEUES["A"],
                 customer.key_account_agent_id,
-                0,
-                "tier A: to the key-account agent",
+                priority,
+                f"tier A: to the key-account agent{why}",
             )
+        if has_open_complaint:
+            return Assignment("service", None, priority, "open complaint: service first")
         queue = TIER_QUEUES.get(tier, "pool")
         return Assignment(queue, None, 0, f"tier {tier}: {queue}")
