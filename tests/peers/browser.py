@@ -11,7 +11,8 @@ Fixtures:
     browser     one headless Chromium for the session
     page        a fresh browser context and page for each test, closed after it
     live_url    `create_app(hub.settings, hub)` served by uvicorn on 127.0.0.1,
-                a free port, for the test's own `hub` (so on both engines)
+                a free port, for the test's own `hub` (so on both engines),
+                websockets included (the live chat)
 
 The server runs as a task on the test's event loop rather than in a thread of
 its own: the hub's pooled database connections (asyncpg, aiosqlite) belong to
@@ -37,6 +38,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 import uvicorn
+from fastapi import FastAPI
 
 from hub.app import create_app
 from hub.context import Hub
@@ -115,16 +117,16 @@ class LoopServer(uvicorn.Server):
 
 
 @contextlib.asynccontextmanager
-async def serving(hub: Hub) -> AsyncIterator[str]:
-    """The app for `hub` on 127.0.0.1 and a free port until the block ends; yields its URL."""
+async def serving(hub: Hub, app: FastAPI | None = None) -> AsyncIterator[str]:
+    """`app` (else the app for `hub`) on 127.0.0.1 and a free port until the block ends; its URL."""
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     port = listener.getsockname()[1]
     config = uvicorn.Config(
-        create_app(hub.settings, hub),
+        app or create_app(hub.settings, hub),
         lifespan="off",
         http="h11",
-        ws="none",
+        ws="websockets-sansio",  # the live chat's socket
         log_level="warning",
         access_log=False,
         timeout_graceful_shutdown=int(STOP_SECONDS),

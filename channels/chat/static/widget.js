@@ -171,6 +171,12 @@
   function resendUnacked() {
     state.unacked.forEach(send);
   }
+  function place(entry) {
+    // Settled entries stay in the hub's order (seq order): an agent's message or an ack
+    // goes before the visitor's messages still waiting for their ack, which stay last.
+    var index = state.log.findIndex(function (item) { return item.from === "me" && !item.acked; });
+    if (index < 0) state.log.push(entry); else state.log.splice(index, 0, entry);
+  }
   function accept(frame) {
     // A frame at or below last_seq was seen already (a replay overlapping a re-ack).
     if (frame.seq <= state.lastSeq) return false;
@@ -191,14 +197,19 @@
     },
     ack: function (frame) {
       state.unacked = state.unacked.filter(function (item) { return item.client_id !== frame.client_id; });
-      state.log.forEach(function (entry) { if (entry.client_id === frame.client_id) entry.acked = true; });
+      var index = state.log.findIndex(function (entry) { return entry.client_id === frame.client_id; });
+      if (index >= 0 && !state.log[index].acked) {
+        var entry = state.log.splice(index, 1)[0];
+        entry.acked = true;
+        place(entry);
+      }
       accept(frame);
       save();
       render();
     },
     message: function (frame) {
       if (!accept(frame)) return;
-      state.log.push({ from: "agent", text: frame.text });
+      place({ from: "agent", text: frame.text });
       typingLine.textContent = "";
       save();
       render();
@@ -262,6 +273,10 @@
     queue(frame, null);
     leave.hidden = true;
     note(T.left);
+  });
+  window.addEventListener("online", function () {
+    // Back on the network: try now instead of waiting out the backoff.
+    if (state.started && !socket) { attempt = 0; connect(); }
   });
   launch.addEventListener("click", function () { showPanel(true); if (state.started) connect(); });
   closeButton.addEventListener("click", function () { showPanel(false); });
