@@ -45,7 +45,7 @@ from sqlalchemy import select
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from bench.harness import Figures, figures, scratch_database
+from bench.harness import Figures, add_database_arguments, figures, scratch_database
 from hub.app import create_app
 from hub.context import Hub
 from hub.db import migrate
@@ -68,14 +68,7 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--clients", type=int, default=1000, help="sockets held at once")
     parser.add_argument("--seconds", type=float, default=30.0, help="how long each sends")
     parser.add_argument("--interval", type=float, default=3.0, help="seconds between messages")
-    parser.add_argument(
-        "--database-url",
-        help="database to use (default: a new SQLite file in a temporary folder); "
-        "with --postgres, the server to create a scratch database on",
-    )
-    parser.add_argument(
-        "--postgres", action="store_true", help="create a scratch PostgreSQL database"
-    )
+    add_database_arguments(parser)
     parser.add_argument("--seed", type=int, default=1)
     return parser.parse_args(argv)
 

@@ -49,7 +49,7 @@ from imapclient import IMAPClient
 from sqlalchemy import func, select
 
 from bench.customer_mail import Mail, write_mail
-from bench.harness import counting_statements, scratch_database
+from bench.harness import add_database_arguments, counting_statements, scratch_database
 from bench.history import server_version
 from bench.intake_profile import TimedClient, cprofiled, render_statements, timed_steps
 from channels.email.imap_intake import FETCH_BATCH, SEEN, ImapConfig, ImapIntake
@@ -101,17 +101,7 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
-        "--database-url",
-        help="database to fill (default: a new SQLite file in a temporary folder); "
-        "with --postgres, the server to create a scratch database on",
-    )
-    parser.add_argument(
-        "--postgres",
-        action="store_true",
-        help="create omnihub_bench_<random> on the PostgreSQL server and drop it after "
-        "(default server postgresql+asyncpg://postgres@127.0.0.1:5432/postgres)",
-    )
+    add_database_arguments(parser)
     parser.add_argument("--messages", type=int, default=5_000, help="messages in the mailbox")
     parser.add_argument("--customers", type=int, default=500, help="distinct senders at most")
     parser.add_argument(

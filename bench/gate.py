@@ -42,7 +42,7 @@ from typing import Any
 from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bench.harness import Case, count_statements, measure, scratch_database
+from bench.harness import Case, add_database_arguments, count_statements, measure, scratch_database
 from bench.history import server_version
 from bench.mixed_recipients import PLANTS, Planted, fill
 from hub.context import Hub
@@ -58,17 +58,7 @@ GATE = "check_many"
 
 def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.gate", description=__doc__)
-    parser.add_argument(
-        "--database-url",
-        help="database to fill (default: a new SQLite file in a temporary folder); "
-        "with --postgres, the server to create a scratch database on",
-    )
-    parser.add_argument(
-        "--postgres",
-        action="store_true",
-        help="create omnihub_bench_<random> on the PostgreSQL server and drop it after "
-        "(default server postgresql+asyncpg://postgres@127.0.0.1:5432/postgres)",
-    )
+    add_database_arguments(parser)
     parser.add_argument("--recipients", type=int, default=100_000, help="customers to check")
     parser.add_argument("--repeat", type=int, default=5, help="timed samples per case")
     parser.add_argument(

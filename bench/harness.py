@@ -14,6 +14,7 @@ Timing rules, the same for an operation and its baseline:
 
 from __future__ import annotations
 
+import argparse
 import random
 import statistics
 import tempfile
@@ -182,3 +183,18 @@ async def explain(session: AsyncSession, statement: Executable) -> list[str]:
     """The plan, one line per step; SQLite's rows give their `detail` column."""
     rows = (await session.execute(Explain(statement))).all()
     return [str(row[-1]) for row in rows]
+
+
+def add_database_arguments(parser: argparse.ArgumentParser) -> None:
+    """`--database-url` and `--postgres`, the same in every benchmark."""
+    parser.add_argument(
+        "--database-url",
+        help="database to fill (default: a new SQLite file in a temporary folder); "
+        "with --postgres, the server to create a scratch database on",
+    )
+    parser.add_argument(
+        "--postgres",
+        action="store_true",
+        help="create omnihub_bench_<random> on the PostgreSQL server and drop it after "
+        "(default server postgresql+asyncpg://postgres@127.0.0.1:5432/postgres)",
+    )

@@ -30,6 +30,7 @@ from bench.harness import (
     Case,
     Figures,
     Run,
+    add_database_arguments,
     count_statements,
     explain,
     figures,
@@ -54,17 +55,7 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
-        "--database-url",
-        help="database to fill (default: a new SQLite file in a temporary folder); "
-        "with --postgres, the server to create a scratch database on",
-    )
-    parser.add_argument(
-        "--postgres",
-        action="store_true",
-        help="create omnihub_bench_<random> on the PostgreSQL server and drop it after "
-        "(default server postgresql+asyncpg://postgres@127.0.0.1:5432/postgres)",
-    )
+    add_database_arguments(parser)
     parser.add_argument("--rows", type=int, default=100_000, help="interactions of the customer")
     parser.add_argument("--repeat", type=int, default=300, help="timed samples per case")
     parser.add_argument("--warmup", type=int, default=30, help="untimed rounds first")
