@@ -66,6 +66,13 @@ class Settings(BaseSettings):
     twilio_api_base_url: str = "https://api.twilio.com"
 
     default_region: str = "DE"
+    sms_help_text: str = Field(
+        default="Kundenservice: Antworten Sie einfach auf diese SMS. STOP: keine SMS mehr, "
+        "START: wieder an. Customer service: just reply to this SMS. STOP to opt out, "
+        "START to opt back in.",
+        min_length=1,
+        max_length=1600,
+    )
     marketing_cap: int = Field(default=4, ge=0)
     marketing_cap_days: int = Field(default=30, ge=1)
     no_marketing_on_open_complaint: bool = True

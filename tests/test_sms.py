@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import select
 
 from channels.sms import segments
-from channels.sms.keywords import HELP_TEXT, KEYWORD_RULES, find_keyword
+from channels.sms.keywords import KEYWORD_RULES, find_keyword
 from channels.sms.segments import count_segments
 from channels.sms.sending import RecipientOptedOutError, TwilioSmsSender
 from hub.app import create_app
@@ -327,9 +327,10 @@ async def test_a_late_retry_of_stop_does_not_undo_the_start_that_followed_it(
     assert len(await rows_of(sms_hub, Block)) == 1
 
 
-async def test_help_queues_the_help_text_once_through_the_outbox(
+async def test_help_queues_the_configured_help_text_once_through_the_outbox(
     sms_hub: Hub, client: httpx.AsyncClient, sender: TwilioSmsSender, twilio_api: TwilioApi
 ):
+    sms_hub.settings = sms_hub.settings.model_copy(update={"sms_help_text": "Hilfe: 0800 123"})
     fields = incoming_sms(ANNA, "HELP", sid="SM" + "b" * 32)
 
     for _ in range(2):
@@ -342,7 +343,7 @@ async def test_help_queues_the_help_text_once_through_the_outbox(
         "service",
         "sent",
     )
-    assert [(m.to, m.body) for m in twilio_api.messages] == [(ANNA, HELP_TEXT)]
+    assert [(m.to, m.body) for m in twilio_api.messages] == [(ANNA, "Hilfe: 0800 123")]
     assert [m.text for m in await sms_messages(sms_hub)] == ["HELP"]
 
 

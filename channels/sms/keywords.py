@@ -7,7 +7,7 @@ match them). The rules, in order; the first whose words match decides:
     stop   STOP STOPALL UNSUBSCRIBE CANCEL END QUIT  an `sms_stop` block (scope all) on the number
            REVOKE OPTOUT
     start  START YES UNSTOP                          lift the number's active `sms_stop` block
-    help   HELP INFO                                 queue HELP_TEXT to the number (service)
+    help   HELP INFO                                 queue OMNIHUB_SMS_HELP_TEXT (service)
 
 The message itself is stored in the history like any other, before its action
 runs. Each action is idempotent (an active block is not added twice, lifting
@@ -17,7 +17,7 @@ no newer keyword from the same customer is stored, so a late retry of a STOP
 cannot undo the START that followed it. The help text passes the gate like
 any message: a number under a STOP block gets none.
 
-The help text is a constant until a setting (`OMNIHUB_SMS_HELP_TEXT`) exists.
+The help text is the setting `OMNIHUB_SMS_HELP_TEXT`.
 """
 
 from __future__ import annotations
@@ -33,11 +33,6 @@ from hub.gate import Policy
 from hub.models import Interaction
 from hub.outbox import Message, enqueue
 
-HELP_TEXT = (
-    "Kundenservice: Antworten Sie einfach auf diese SMS. STOP: keine SMS mehr, START: wieder an. "
-    "Customer service: just reply to this SMS. STOP to opt out, START to opt back in."
-)
-
 
 @dataclass(frozen=True, slots=True)
 class KeywordHit:
@@ -50,6 +45,7 @@ class KeywordHit:
     conversation_id: int | None
     region: str
     policy: Policy
+    help_text: str
 
 
 Action = Callable[[Work, KeywordHit], Awaitable[None]]
@@ -79,7 +75,7 @@ async def do_send_help(work: Work, hit: KeywordHit) -> None:
         channel="sms",
         recipient=hit.number,
         purpose="service",
-        text=HELP_TEXT,
+        text=hit.help_text,
         customer_id=hit.customer_id,
         conversation_id=hit.conversation_id,
     )

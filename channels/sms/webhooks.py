@@ -63,6 +63,7 @@ async def _act_on_keyword(hub: Hub, incoming: IncomingSms, result: IngestResult)
         conversation_id=result.conversation_id,
         region=hub.settings.default_region,
         policy=hub.policy,
+        help_text=hub.settings.sms_help_text,
     )
     await accept_keyword(hub, incoming.keyword, hit)
 
