@@ -19,6 +19,7 @@ from sqlalchemy import func, select
 
 from channels.email.imap_intake import ImapConfig, ImapIntake
 from channels.email.inbound import take_message
+from hub.app import create_app
 from hub.context import Hub
 from hub.mailboxes import save_mailbox_state
 from hub.models import Customer, Identity, Interaction, RawMessage, utcnow
@@ -341,3 +342,25 @@ async def test_the_intake_reconnects_after_its_connection_was_dropped(
 
     await wait_for_messages(hub, 2, seconds=20)
     assert [m.text.strip() for m in await messages(hub)] == ["vorher", "nachher"]
+
+
+async def test_the_running_app_reads_the_mailbox_named_by_the_imap_settings(
+    hub: Hub, dovecot: Dovecot
+):
+    user = dovecot.new_user()
+    settings = hub.settings.model_copy(
+        update={
+            "imap_host": dovecot.host,
+            "imap_port": dovecot.port,
+            "imap_user": user,
+            "imap_password": dovecot.password,
+            "imap_tls": False,
+        }
+    )
+    app = create_app(settings, Hub.create(settings))
+
+    async with app.router.lifespan_context(app):
+        await asyncio.to_thread(dovecot.append, user, mail(body="über den Dienst"))
+        await wait_for_messages(hub, 1)
+
+    assert [m.text.strip() for m in await messages(hub)] == ["über den Dienst"]
