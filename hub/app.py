@@ -74,6 +74,8 @@ def create_app(
     if senders is not None:
         wiring.senders = senders
     chat_registry = chat.registry_of(wiring.senders)
+    if chat_registry is not None:
+        chat_registry.bind(running)  # the session log is in the hub's database
     jobs = {
         "outbox dispatcher": Dispatcher(running, wiring.senders).run,
         **wiring.jobs,

@@ -399,3 +399,38 @@ class RawMessage(Base):
     )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class ChatSession(Base):
+    """A live chat session: its chat id and the newest seq of its log (`head`)."""
+
+    __tablename__ = "chat_sessions"
+
+    session: Mapped[str] = mapped_column(String(64), primary_key=True)
+    chat_id: Mapped[str] = mapped_column(String(200))
+    head: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class ChatFrame(Base):
+    """One logged frame of a chat session (`ack`, agent `message`), numbered by `seq`.
+
+    An ack is logged once per client id, an agent's message once per outbox key.
+    """
+
+    __tablename__ = "chat_frames"
+    __table_args__ = (
+        UniqueConstraint("session", "seq"),
+        UniqueConstraint("session", "client_id"),
+        UniqueConstraint("session", "outbox_key"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    session: Mapped[str] = mapped_column(ForeignKey("chat_sessions.session", ondelete="CASCADE"))
+    seq: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(10))
+    client_id: Mapped[str | None] = mapped_column(String(64))
+    outbox_key: Mapped[str | None] = mapped_column(String(200))
+    frame: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

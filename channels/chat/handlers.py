@@ -20,6 +20,7 @@ from channels.chat.contact import check_contact, contact_metadata, do_link_conta
 from channels.chat.presence import has_agents_online
 from channels.chat.protocol import (
     CLOSE_TOKEN,
+    CLOSE_TRY_AGAIN,
     PONG,
     ChatMessage,
     ClientFrame,
@@ -82,8 +83,15 @@ async def on_hello(chat: Chat, hello: Hello) -> None:
     claim = _resume(chat, hello.token) if hello.token else _open(chat, hello)
     agents_online = await has_agents_online(chat.hub)
     token = issue_token(chat.secret_key, claim)  # fresh: an active session does not expire
-    # From attach to the last offer nothing awaits: no frame falls in between or comes twice.
-    replay = chat.registry.attach(claim.session, chat.connection, hello.log_id, hello.last_seq)
+    # From attach's return to the last offer nothing awaits: no frame falls in between
+    # or comes twice (an append waits for the session's lock, taken by attach).
+    try:
+        replay = await chat.registry.attach(
+            claim.session, chat.connection, hello.log_id, hello.last_seq
+        )
+    except Exception as error:
+        log.exception("a chat session's log could not be read")
+        raise CloseError(CLOSE_TRY_AGAIN, "log_unavailable") from error
     chat.claim, chat.connection.greeted = claim, True
     chat.connection.offer(
         render_welcome(token, claim.session, replay.log_id, replay.head, agents_online)
@@ -127,7 +135,7 @@ async def on_message(chat: Chat, message: ChatMessage) -> None:
     )
     result = await _store(accept_inbound(chat.hub, inbound))
     chat.registry.remember_conversation(claim.session, result.conversation_id)
-    _acknowledge(chat, claim, message.client_id)
+    await _acknowledge(chat, claim, message.client_id)
 
 
 async def on_leave_message(chat: Chat, message: LeaveMessage) -> None:
@@ -144,7 +152,7 @@ async def on_leave_message(chat: Chat, message: LeaveMessage) -> None:
         metadata={**contact_metadata(claim), "left_in_chat": True},
     )
     await _store(accept_inbound(chat.hub, inbound))
-    _acknowledge(chat, claim, message.client_id)
+    await _acknowledge(chat, claim, message.client_id)
 
 
 async def _store(storing: Awaitable[T]) -> T:
@@ -158,9 +166,13 @@ async def _store(storing: Awaitable[T]) -> T:
         raise FrameError("not_stored", "the message was not stored; send it again") from error
 
 
-def _acknowledge(chat: Chat, claim: SessionClaim, client_id: str) -> None:
-    """Log the ack (pushed to every socket of the session); a repeat gets its first ack."""
-    frame, is_new = chat.registry.record_ack(claim.session, client_id, render_ack(client_id))
+async def _acknowledge(chat: Chat, claim: SessionClaim, client_id: str) -> None:
+    """Log the ack (pushed to every socket of the session); a repeat gets its first ack.
+
+    An ack that cannot be logged is `not_stored`: the message, sent again, is stored once.
+    """
+    ack = render_ack(client_id)
+    frame, is_new = await _store(chat.registry.record_ack(claim.session, client_id, ack))
     if not is_new:
         chat.connection.offer(frame)
 

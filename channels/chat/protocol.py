@@ -38,10 +38,11 @@ Sequence. Each session numbers the frames it logs (`ack` and agent `message`)
 and the log's id (`welcome.log_id`), ignores any frame whose seq is not above
 `last_seq`, and sends both in `hello` when it reconnects: the server answers
 `welcome`, then exactly the logged frames after `last_seq`, in order, then
-live frames. `welcome.last_seq` is the session's newest seq. A `log_id` other
-than the client's means the server lost the log and began it again (a restart,
-while the log is kept in memory; see `sessions`): the server replays all it
-has, and the client sets its `last_seq` to 0 before reading on. When frames
+live frames. `welcome.last_seq` is the session's newest seq. The log is kept
+in the database, so a restart loses nothing and `log_id` stays the same for the
+session; a `log_id` other than the client's means the log was begun again (or
+the client's is of an older server): the server replays all it has, and the
+client sets its `last_seq` to 0 before reading on. When frames
 after `last_seq` are no longer kept, an `error` `replay_gap` comes before the
 replay.
 

@@ -8,35 +8,41 @@ secret key; nothing else proves a session, so a forged or expired token is
 refused (`InvalidTokenError`, close 4401). Every welcome carries a freshly
 signed token, so `token_max_age` counts from the last (re)connection.
 
-The log gives each frame worth replaying (`ack`, agent `message`) the next
-seq of its session and keeps the newest `keep_frames` of them; its `log_id`
-names this run of the log, so a client holding seqs of a lost log (a restart)
-is told to start again from 0 instead of skipping new frames. A frame
-appended is offered at once to every socket attached to the session. Attaching
-(with the client's `last_seq`) and appending are synchronous, so on the one
-event loop no frame falls between the replay and the live stream, and none
-comes twice.
+The log (`hub.chat_log`, in the database) gives each frame worth replaying
+(`ack`, agent `message`) the next seq of its session, so a restart loses
+nothing; its `log_id` is constant per session (it names the session's row, so
+a client holding seqs of a log begun again is told to start again from 0). A
+frame appended through the registry is offered, once committed, to every
+socket of this process attached to the session; the registry keeps in memory
+only those sockets (and a session's conversation id, for typing events).
+Attaching (with the client's `last_seq`) and appending take the session's
+lock, so in this process no frame falls between the replay and the live
+stream, none comes twice, and frames are offered in seq order.
 
-    invariants   seq = 1, 2, 3, ... per session, no gaps, never reused (within a process)
+    invariants   seq = 1, 2, 3, ... per session, no gaps, never reused
                  one ack per client id: a message sent again gets its first ack
                  one agent message per outbox idempotency key
 
-UNFINISHED: the log lives in this process's memory (bounded: `max_sessions`
-sessions, least recently used without a socket go first; `keep_frames` frames
-each). A restart loses it, and with several hub processes a reply dispatched
-in one never reaches a socket held by another. It belongs in a `chat_frames`
-table (see the report), with a bus event telling every process that a frame
-was appended.
+UNFINISHED: with several hub processes a reply dispatched in one is logged but
+reaches a socket held by another only when that customer reconnects; a bus
+event telling every process that a frame was appended would push it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import secrets
-from collections import OrderedDict, deque
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol
 
 from itsdangerous import BadData, URLSafeTimedSerializer
+
+from hub.chat_log import append_frame, frames_after, open_session
+from hub.context import Hub
 
 TOKEN_SALT = "omnihub.chat.session"  # noqa: S105 (a salt, not a secret)
 
@@ -55,7 +61,6 @@ class ChatConfig:
     rate_frames: int = 20
     rate_seconds: float = 10.0
     typing_seconds: float = 2.0
-    keep_frames: int = 500
     max_sessions: int = 10_000
     send_queue: int = 256
     token_max_age: int = 24 * 3600
@@ -120,111 +125,120 @@ class Replay:
 
 
 @dataclass
-class SessionLog:
-    """One session's frames; `log_id` changes when the log is lost and begun again."""
+class LiveSession:
+    """What this process holds of a session: the sockets attached to it, and its lock."""
 
-    keep: int
-    log_id: str = field(default_factory=lambda: secrets.token_urlsafe(6))
-    head: int = 0
-    frames: deque[dict[str, Any]] = field(default_factory=deque)
-    acks: OrderedDict[str, dict[str, Any]] = field(default_factory=OrderedDict)
-    sent: OrderedDict[str, int] = field(default_factory=OrderedDict)
     listeners: set[Listener] = field(default_factory=set)
-    conversation_id: int | None = None
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    users: int = 0
 
-    def append(self, frame: dict[str, Any]) -> dict[str, Any]:
-        """Stamp the next seq on a frame, keep it, and offer it to every attached socket."""
-        self.head += 1
-        stamped = {**frame, "seq": self.head}
-        self.frames.append(stamped)
-        while len(self.frames) > self.keep:
-            self.frames.popleft()
+    def offer(self, frame: dict[str, Any]) -> None:
         for listener in list(self.listeners):
-            listener.offer(stamped)
-        return stamped
-
-    def since(self, log_id: str | None, last_seq: int) -> Replay:
-        """The frames after `last_seq` of this log; of another (a lost) log: all kept."""
-        after = last_seq if log_id == self.log_id and last_seq <= self.head else 0
-        frames = [frame for frame in self.frames if frame["seq"] > after]
-        oldest = frames[0]["seq"] if frames else self.head + 1
-        return Replay(self.log_id, self.head, frames, gap=oldest > after + 1)
+            listener.offer(frame)
 
 
-def _remember(table: OrderedDict[str, Any], key: str, value: Any, keep: int) -> None:
-    table[key] = value
-    while len(table) > keep:
-        table.popitem(last=False)
+def log_id_of(created_at: datetime) -> str:
+    """The log's id: constant while the session's row lives, new if it is begun again."""
+    return created_at.strftime("%Y%m%d%H%M%S%f")
 
 
 class ChatRegistry:
-    """Every session this process knows, and the sockets attached to each."""
+    """The sockets this process holds, per session; the log itself is `hub.chat_log`.
 
-    def __init__(self, config: ChatConfig | None = None) -> None:
+    The hub is bound by `create_app` (the registry is built with the senders, before it).
+    """
+
+    def __init__(self, config: ChatConfig | None = None, hub: Hub | None = None) -> None:
         self.config = config or ChatConfig()
-        self._logs: OrderedDict[str, SessionLog] = OrderedDict()
+        self.hub = hub
+        self._live: dict[str, LiveSession] = {}
+        self._conversations: OrderedDict[str, int] = OrderedDict()
 
-    def log(self, session: str) -> SessionLog:
-        """The session's log, new if unknown; the session becomes the most recently used."""
-        log = self._logs.get(session)
-        if log is None:
-            log = self._logs[session] = SessionLog(self.config.keep_frames)
-            self._evict()
-        self._logs.move_to_end(session)
-        return log
+    def bind(self, hub: Hub) -> None:
+        self.hub = hub
 
-    def _evict(self) -> None:
-        if len(self._logs) <= self.config.max_sessions:
-            return
-        idle = [name for name, log in self._logs.items() if not log.listeners]
-        for name in idle[: max(0, len(self._logs) - self.config.max_sessions)]:
-            del self._logs[name]
+    def _hub(self) -> Hub:
+        if self.hub is None:
+            raise RuntimeError("the chat registry is not bound to a hub")
+        return self.hub
 
-    def record_ack(
+    def log(self, session: str) -> LiveSession:
+        """The session's live state in this process (its sockets); empty if none."""
+        return self._live.get(session) or LiveSession()
+
+    @asynccontextmanager
+    async def _locked(self, session: str) -> AsyncIterator[LiveSession]:
+        live = self._live.setdefault(session, LiveSession())
+        live.users += 1
+        try:
+            async with live.lock:
+                yield live
+        finally:
+            live.users -= 1
+            self._forget_if_idle(session, live)
+
+    def _forget_if_idle(self, session: str, live: LiveSession) -> None:
+        if not live.listeners and not live.users and self._live.get(session) is live:
+            del self._live[session]
+
+    async def record_ack(
         self, session: str, client_id: str, frame: dict[str, Any]
     ) -> tuple[dict[str, Any], bool]:
         """The ack of a stored message, logged once per client id; and whether it is new."""
-        log = self.log(session)
-        earlier = log.acks.get(client_id)
-        if earlier is not None:
-            return earlier, False
-        stamped = log.append(frame)
-        _remember(log.acks, client_id, stamped, self.config.keep_frames)
-        return stamped, True
+        async with self._locked(session) as live:
+            logged = await append_frame(self._hub(), session, frame, client_id=client_id)
+            if logged.is_new:
+                live.offer(logged.frame)
+        return logged.frame, logged.is_new
 
-    def record_agent_message(self, session: str, key: str, frame: dict[str, Any]) -> int:
+    async def record_agent_message(self, session: str, key: str, frame: dict[str, Any]) -> int:
         """Log an agent's message once per outbox key (a re-sent row is not shown twice)."""
-        log = self.log(session)
-        earlier = log.sent.get(key)
-        if earlier is not None:
-            return earlier
-        seq: int = log.append(frame)["seq"]
-        _remember(log.sent, key, seq, self.config.keep_frames)
-        return seq
+        async with self._locked(session) as live:
+            logged = await append_frame(self._hub(), session, frame, outbox_key=key)
+            if logged.is_new:
+                live.offer(logged.frame)
+        return logged.seq
 
-    def attach(self, session: str, listener: Listener, log_id: str | None, last_seq: int) -> Replay:
-        """Attach a socket and return what it missed; nothing can be appended in between."""
-        log = self.log(session)
-        log.listeners.add(listener)
-        return log.since(log_id, last_seq)
+    async def attach(
+        self, session: str, listener: Listener, log_id: str | None, last_seq: int
+    ) -> Replay:
+        """Attach a socket and return what it missed; nothing is offered to it in between.
+
+        The caller offers the replay before it awaits anything: a frame appended
+        meanwhile waits for the lock, and is offered after the replay.
+        """
+        hub = self._hub()
+        async with self._locked(session) as live:
+            current = log_id_of(await open_session(hub, session))
+            after = last_seq if log_id == current else 0
+            tail = await frames_after(hub, session, after)
+            if after > tail.head:  # seqs this log never gave: it was begun again
+                after, tail = 0, await frames_after(hub, session, 0)
+            live.listeners.add(listener)
+        oldest = tail.frames[0]["seq"] if tail.frames else tail.head + 1
+        return Replay(current, tail.head, tail.frames, gap=oldest > after + 1)
 
     def detach(self, session: str, listener: Listener) -> None:
-        log = self._logs.get(session)
-        if log is not None:
-            log.listeners.discard(listener)
+        live = self._live.get(session)
+        if live is not None:
+            live.listeners.discard(listener)
+            self._forget_if_idle(session, live)
 
     def push(self, session: str, frame: dict[str, Any]) -> int:
         """Offer an unlogged frame (typing) to the session's sockets; how many got it."""
-        log = self._logs.get(session)
-        listeners = list(log.listeners) if log else []
+        live = self._live.get(session)
+        listeners = list(live.listeners) if live else []
         for listener in listeners:
             listener.offer(frame)
         return len(listeners)
 
     def remember_conversation(self, session: str, conversation_id: int | None) -> None:
-        if conversation_id is not None:
-            self.log(session).conversation_id = conversation_id
+        if conversation_id is None:
+            return
+        self._conversations[session] = conversation_id
+        self._conversations.move_to_end(session)
+        while len(self._conversations) > self.config.max_sessions:
+            self._conversations.popitem(last=False)
 
     def conversation_of(self, session: str) -> int | None:
-        log = self._logs.get(session)
-        return log.conversation_id if log else None
+        return self._conversations.get(session)
