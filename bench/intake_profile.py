@@ -1,10 +1,10 @@
 """Where the IMAP intake's time goes: its steps timed, and a cProfile of the event loop.
 
 `timed_steps()` wraps, for the length of the block, the functions
-`ImapIntake.sync` reaches through module globals (`keep_raw`, `mark_done`,
+`ImapIntake.sync` reaches through module globals (`keep_raw_batch`,
 `save_mailbox_state` in `channels.email.imap_intake`; `parse_mail`,
-`to_inbound`, `accept_inbound` in `channels.email.inbound`; `ingest` in
-`hub.intake`) with wall-clock timers, and `TimedClient` times the IMAP calls
+`to_inbound`, `ingest_raw` in `channels.email.inbound`; `ingest` in
+`hub.mailboxes`) with wall-clock timers, and `TimedClient` times the IMAP calls
 inside their worker thread. Nothing in `channels/` or `hub/` is changed: the
 originals are put back when the block ends. What no step covers (thread hops,
 the event loop, opening sessions) is printed as the rest.
@@ -31,21 +31,20 @@ from imapclient import IMAPClient
 
 import channels.email.imap_intake
 import channels.email.inbound
-import hub.intake
+import hub.mailboxes
 
-ACCEPT = "take: accept_inbound (one unit of work)"
+ACCEPT = "take: ingest_raw (one unit of work, marks it ingested)"
 INGEST = "  of which ingest (its statements)"
 UNIT = "  of which the unit of work (session, BEGIN, COMMIT)"
 WALL = "ImapIntake.sync, wall clock"
-# (module, function, label), in the order the intake calls them per message.
+# (module, function, label), in the order the intake calls them per batch or message.
 STEPS: tuple[tuple[Any, str, str], ...] = (
-    (channels.email.imap_intake, "keep_raw", "keep_raw: insert and read back the raw bytes"),
+    (channels.email.imap_intake, "keep_raw_batch", "keep_raw_batch: insert, read back a batch"),
     (channels.email.inbound, "parse_mail", "take: parse_mail"),
     (channels.email.inbound, "to_inbound", "take: to_inbound (quote folding)"),
-    (channels.email.inbound, "accept_inbound", ACCEPT),
-    (hub.intake, "ingest", INGEST),
-    (channels.email.imap_intake, "mark_done", "mark_done: status ingested"),
-    (channels.email.imap_intake, "save_mailbox_state", "save_mailbox_state: last UID"),
+    (channels.email.inbound, "ingest_raw", ACCEPT),
+    (hub.mailboxes, "ingest", INGEST),
+    (channels.email.imap_intake, "save_mailbox_state", "save_mailbox_state: last UID of a batch"),
 )
 IMAP_CALLS = {
     "select_folder": "IMAP SELECT (worker thread)",

@@ -40,15 +40,27 @@ class BounceResult:
 
 
 async def accept_bounce(hub: Hub, report: DeliveryReport) -> BounceResult:
+    """Record one delivery report in a transaction of its own."""
     async with hub.work() as work:
-        if await find_ingested(work, "email", report.external_id) is not None:
-            return BounceResult(None, False, duplicate=True)
-        row = await _reported_message(work, report)
-        blocked = report.is_permanent and await _block(work, hub, report)
-        _record(work, report, row)
-    counter = "hard" if report.is_permanent else "soft"
-    hub.metrics.bounces.labels(counter).inc()
+        result = await record_bounce(work, hub, report)
+    count_bounce(hub, report, result)
+    return result
+
+
+async def record_bounce(work: Work, hub: Hub, report: DeliveryReport) -> BounceResult:
+    """Record a delivery report inside `work`; one seen before changes nothing."""
+    if await find_ingested(work, "email", report.external_id) is not None:
+        return BounceResult(None, False, duplicate=True)
+    row = await _reported_message(work, report)
+    blocked = report.is_permanent and await _block(work, hub, report)
+    _record(work, report, row)
     return BounceResult(row.id if row else None, blocked)
+
+
+def count_bounce(hub: Hub, report: DeliveryReport, result: BounceResult) -> None:
+    """Count a committed report; duplicates are not counted."""
+    if not result.duplicate:
+        hub.metrics.bounces.labels("hard" if report.is_permanent else "soft").inc()
 
 
 async def _reported_message(work: Work, report: DeliveryReport) -> OutboxMessage | None:

@@ -55,10 +55,15 @@ async def accept_inbound(hub: Hub, inbound: Inbound) -> IngestResult:
     started = perf_counter()
     async with hub.work() as work:
         result = await ingest(work, inbound, hub.router, hub.settings.default_region)
-    counter = hub.metrics.ingest_duplicates if result.duplicate else hub.metrics.ingested
-    counter.labels(inbound.channel).inc()
-    hub.metrics.ingest_seconds.labels(inbound.channel).observe(perf_counter() - started)
+    count_ingest(hub, inbound.channel, result, started)
     return result
+
+
+def count_ingest(hub: Hub, channel: str, result: IngestResult, started: float) -> None:
+    """Count a committed ingest (stored or duplicate) and how long it took since `started`."""
+    counter = hub.metrics.ingest_duplicates if result.duplicate else hub.metrics.ingested
+    counter.labels(channel).inc()
+    hub.metrics.ingest_seconds.labels(channel).observe(perf_counter() - started)
 
 
 async def ingest(work: Work, inbound: Inbound, router: Router, region: str) -> IngestResult:

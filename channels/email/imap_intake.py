@@ -3,20 +3,25 @@
     connect ──> select folder ──> UIDVALIDITY changed? ──> resync from UID 1
        ^             │                                     (idempotency keys dedupe)
        │             v
-       │        fetch new UIDs with BODY.PEEK[] (marks nothing), in order:
-       │          keep the raw bytes ──> parse ──> ingest (commit) ──> flag \\Seen
-       │          or move ──> remember the UID
+       │        fetch new UIDs with BODY.PEEK[] (marks nothing), per batch of 100:
+       │          keep the batch's raw bytes (one commit) ──> per message: parse
+       │          ──> ingest + mark it ingested (one commit) ──> then, for the
+       │          batch: flag \\Seen or move what was committed (one command),
+       │          quarantine the dead ──> remember the batch's last UID
        │             │
        │             v
        │        IDLE until the server says something changed (or poll)
        └── backoff ┘ on a dropped connection
 
 A message is flagged or moved only after the hub committed it, so a crash in
-between fetches it again and the idempotency key (Message-ID, or a hash of
-the raw message) stores it once. Mail a person already read elsewhere is still
-taken: the intake follows UIDs, not the \\Seen flag. A message that cannot be
-taken (even its sender unreadable, or a bug) is retried from its stored bytes
-and quarantined after three tries, never stopping the loop.
+between fetches it again: its raw row already says ingested, so it is only
+flagged, and the idempotency key (Message-ID, or a hash of the raw message)
+would store it once anyway. The last UID is remembered only after its batch
+was flagged, so nothing is skipped unflagged. Mail a person already read
+elsewhere is still taken: the intake follows UIDs, not the \\Seen flag. A
+message that cannot be taken (even its sender unreadable, or a bug) is retried
+from its stored bytes and quarantined after three tries, never stopping the
+loop.
 
 imapclient is synchronous; each call runs in a worker thread, one at a time.
 """
@@ -27,15 +32,14 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
 
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
 
 from channels.email.inbound import IntakeOutcome, take_message
 from hub.context import Hub
-from hub.mailboxes import get_mailbox_state, keep_raw, mark_done, mark_failed, save_mailbox_state
+from hub.mailboxes import get_mailbox_state, keep_raw_batch, mark_failed, save_mailbox_state
 from hub.models import RawMessage
 from hub.settings import Settings
 
@@ -43,7 +47,12 @@ log = logging.getLogger(__name__)
 
 SEEN = b"\\Seen"
 FETCH_BATCH = 100
-IDLE_RENEW_SECONDS = 25 * 60  # RFC 2177: re-issue IDLE within 29 minutes
+# Leave IDLE and sync at least this often. RFC 2177 asks for a new IDLE within
+# 29 minutes; we go much sooner because a change the server reports in the same
+# packet as its "+ idling" lands in imaplib's read buffer, where imapclient's
+# idle_check (which polls the socket) never sees it: without a resync that mail
+# would wait for the next change.
+IDLE_RESYNC_SECONDS = 5.0
 MAX_BACKOFF_SECONDS = 60.0
 
 
@@ -80,7 +89,17 @@ class ImapConfig:
         return f"imap://{self.user}@{self.host}:{self.port}/{self.folder}"
 
 
+# Takes a kept raw message; when it returns, the hub committed the message and
+# its raw row's status `ingested` together. Raises when the message cannot be taken.
 Take = Callable[[Hub, RawMessage, int], Awaitable[IntakeOutcome]]
+
+
+@dataclass
+class BatchOutcome:
+    """The UIDs of a batch the hub holds: to flag (or move), or to quarantine."""
+
+    processed: list[int] = field(default_factory=list)
+    quarantined: list[int] = field(default_factory=list)
 
 
 class ImapIntake:
@@ -133,52 +152,64 @@ class ImapIntake:
             if u > last_uid
         ]
         for start in range(0, len(uids), FETCH_BATCH):
-            batch = sorted(uids[start : start + FETCH_BATCH])
-            fetched = await asyncio.to_thread(client.fetch, batch, ["BODY.PEEK[]"])
-            for uid in batch:
-                await self._handle(client, uidvalidity, uid, fetched.get(uid, {}))
+            await self._batch(client, uidvalidity, sorted(uids[start : start + FETCH_BATCH]))
         return len(uids)
 
-    async def _handle(
-        self, client: IMAPClient, uidvalidity: int, uid: int, data: dict[bytes, Any]
-    ) -> None:
-        raw_bytes = data.get(b"BODY[]")
-        if raw_bytes is None:
-            return  # expunged between SEARCH and FETCH
-        raw = await keep_raw(self.hub, "email", self.config.source, uidvalidity, uid, raw_bytes)
-        if raw.status not in ("ingested", "quarantined"):
-            await self._take(client, raw)
-        await save_mailbox_state(self.hub, self.config.source, uidvalidity, uid)
+    async def _batch(self, client: IMAPClient, uidvalidity: int, batch: list[int]) -> None:
+        """Fetch, keep and take one batch; then acknowledge it and remember its last UID."""
+        fetched = await asyncio.to_thread(client.fetch, batch, ["BODY.PEEK[]"])
+        contents = {
+            uid: fetched[uid][b"BODY[]"]
+            for uid in batch
+            if b"BODY[]" in fetched.get(uid, {})  # else expunged between SEARCH and FETCH
+        }
+        kept = await keep_raw_batch(self.hub, "email", self.config.source, uidvalidity, contents)
+        outcome = BatchOutcome()
+        for uid in sorted(kept):
+            await self._handle(kept[uid], outcome)
+        await self._acknowledge(client, outcome)
+        await save_mailbox_state(self.hub, self.config.source, uidvalidity, batch[-1])
 
-    async def _take(self, client: IMAPClient, raw: RawMessage) -> None:
+    async def _handle(self, raw: RawMessage, outcome: BatchOutcome) -> None:
+        """Take a kept message unless an earlier run did; note where it belongs."""
+        status = raw.status
+        if status not in ("ingested", "quarantined"):
+            status = await self._take(raw)
+        if status == "ingested":
+            outcome.processed.append(raw.uid)
+        elif status == "quarantined":
+            outcome.quarantined.append(raw.uid)
+
+    async def _take(self, raw: RawMessage) -> str:
+        """Try a message up to its third attempt; returns its status afterwards."""
         for _ in range(raw.attempts, 3):
             try:
-                outcome = await self.take(self.hub, raw, self.config.max_attachment_bytes)
+                await self.take(self.hub, raw, self.config.max_attachment_bytes)
             except Exception as error:  # any failure is recorded; the loop goes on
                 log.exception("IMAP %s: UID %s failed", self.config.source, raw.uid)
-                raw = await mark_failed(self.hub, raw.id, f"{type(error).__name__}: {error}")
+                failed = await mark_failed(self.hub, raw.id, f"{type(error).__name__}: {error}")
+                raw.attempts, raw.status = failed.attempts, failed.status
                 if raw.status == "quarantined":
-                    await self._quarantine(client, raw.uid)
-                    return
+                    return raw.status
                 continue
-            await mark_done(self.hub, raw.id, "ingested", outcome.interaction_id)
-            await self._mark_processed(client, raw.uid)
-            return
+            return "ingested"
+        return raw.status
 
-    async def _mark_processed(self, client: IMAPClient, uid: int) -> None:
-        if self.config.processed_folder:
-            await self._move(client, uid, self.config.processed_folder)
-        else:
-            await asyncio.to_thread(client.add_flags, [uid], [SEEN])
+    async def _acknowledge(self, client: IMAPClient, outcome: BatchOutcome) -> None:
+        """Flag (or move) the batch's committed messages, and move the quarantined ones."""
+        if outcome.processed:
+            if self.config.processed_folder:
+                await self._move(client, outcome.processed, self.config.processed_folder)
+            else:
+                await asyncio.to_thread(client.add_flags, outcome.processed, [SEEN])
+        if outcome.quarantined:
+            await self._move(client, outcome.quarantined, self.config.quarantine_folder)
 
-    async def _quarantine(self, client: IMAPClient, uid: int) -> None:
-        await self._move(client, uid, self.config.quarantine_folder)
-
-    async def _move(self, client: IMAPClient, uid: int, folder: str) -> None:
+    async def _move(self, client: IMAPClient, uids: list[int], folder: str) -> None:
         def move() -> None:
             if not client.folder_exists(folder):
                 client.create_folder(folder)
-            client.move([uid], folder)
+            client.move(uids, folder)
 
         await asyncio.to_thread(move)
 
@@ -191,7 +222,7 @@ class ImapIntake:
         await asyncio.to_thread(client.idle)
         try:
             waited = 0.0
-            while not stop.is_set() and waited < IDLE_RENEW_SECONDS:
+            while not stop.is_set() and waited < IDLE_RESYNC_SECONDS:
                 if await asyncio.to_thread(client.idle_check, 1.0):
                     return
                 waited += 1.0

@@ -6,7 +6,8 @@ conversation reference in the subject; both only ever thread into a
 conversation of the sender's own customer (the hub checks). A mail whose own
 Message-ID is one of ours is our own mail coming back: stored as automatic,
 never answered. HTML is stored sanitised for display; the original stays in
-the raw message.
+the raw message, which the hub marks ingested in the same transaction that
+stores the contact (or the bounce), so nothing is acknowledged half done.
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ from datetime import UTC, datetime
 
 from channels.email.message_ids import parse_hub_message_id
 from channels.email.parsing import ParsedMail, fold_quote, parse_mail
-from hub.bounces import DeliveryReport, accept_bounce
+from hub.bounces import DeliveryReport
 from hub.context import Hub
-from hub.intake import accept_inbound
+from hub.mailboxes import accept_raw_bounces, ingest_raw
 from hub.models import RawMessage
 from hub.values import Inbound
 
@@ -36,14 +37,20 @@ class IntakeOutcome:
 
 
 async def take_message(hub: Hub, raw: RawMessage, max_attachment_bytes: int) -> IntakeOutcome:
-    """Parse a stored raw mail and hand it to the hub; raises when it cannot be taken."""
+    """Parse a stored raw mail and hand it to the hub; raises when it cannot be taken.
+
+    When this returns, the hub has committed the contact (or the delivery
+    report) together with the raw message's status `ingested`.
+    """
     parsed = parse_mail(raw.content, max_attachment_bytes)
     if parsed.bounce is not None:
-        await _take_bounce(hub, parsed)
+        secret = hub.settings.secret_key or ""
+        await accept_raw_bounces(hub, raw.id, delivery_reports(parsed, secret))
         return IntakeOutcome(None)
     if parsed.sender_address is None:
         raise UnreadableSenderError("the sender of this mail cannot be read")
-    result = await accept_inbound(hub, to_inbound(parsed, raw, hub.settings.secret_key or ""))
+    inbound = to_inbound(parsed, raw, hub.settings.secret_key or "")
+    result = await ingest_raw(hub, raw.id, inbound)
     return IntakeOutcome(result.interaction_id)
 
 
@@ -93,22 +100,21 @@ def _received_at(parsed: ParsedMail) -> datetime:
     return parsed.date if parsed.date is not None and parsed.date <= now else now
 
 
-async def _take_bounce(hub: Hub, parsed: ParsedMail) -> None:
+def delivery_reports(parsed: ParsedMail, secret: str) -> list[DeliveryReport]:
+    """One report per recipient of a bounce, each under its own idempotency key."""
     bounce = parsed.bounce
     assert bounce is not None
-    secret = hub.settings.secret_key or ""
     ours = parse_hub_message_id(secret, bounce.original_message_id or "")
-    for recipient in bounce.recipients:
-        await accept_bounce(
-            hub,
-            DeliveryReport(
-                external_id=f"{parsed.idempotency_key}:{recipient.final_recipient}",
-                recipient=recipient.final_recipient,
-                status=recipient.status,
-                is_permanent=recipient.is_permanent,
-                received_at=_received_at(parsed),
-                original_message_id=bounce.original_message_id,
-                outbox_id=ours.outbox_id if ours else None,
-                diagnostic=recipient.diagnostic,
-            ),
+    return [
+        DeliveryReport(
+            external_id=f"{parsed.idempotency_key}:{recipient.final_recipient}",
+            recipient=recipient.final_recipient,
+            status=recipient.status,
+            is_permanent=recipient.is_permanent,
+            received_at=_received_at(parsed),
+            original_message_id=bounce.original_message_id,
+            outbox_id=ours.outbox_id if ours else None,
+            diagnostic=recipient.diagnostic,
         )
+        for recipient in bounce.recipients
+    ]
