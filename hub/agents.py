@@ -13,9 +13,10 @@ from typing import Literal
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import func, select
+from sqlalchemy import exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from hub.context import Hub
 from hub.errors import ConflictError, InvalidInputError, NotFoundError
 from hub.identity import normalise_email
 from hub.models import Agent, ApiToken, utcnow
@@ -129,3 +130,10 @@ def stamp_presence(agent: Agent, status: str) -> None:
         raise InvalidInputError(f"status must be one of {', '.join(PRESENCES)}", field="status")
     agent.presence = status
     agent.presence_changed_at = utcnow()
+
+
+async def has_agents_online(hub: Hub) -> bool:
+    """Whether any active agent is online now (the chat widget's "leave a message" switch)."""
+    statement = select(exists().where(Agent.presence == "online", Agent.is_active.is_(True)))
+    async with hub.sessions() as session:
+        return bool(await session.scalar(statement))

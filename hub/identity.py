@@ -14,6 +14,7 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from hub.context import Hub
 from hub.errors import InvalidInputError
 from hub.models import Customer, Identity
 
@@ -95,3 +96,20 @@ async def add_identity(session: AsyncSession, customer: Customer, kind: str, val
         raise InvalidInputError(
             f"{value} already belongs to customer {owner.id}; merge the two instead", field=kind
         )
+
+
+async def do_attach_identity(
+    hub: Hub, kind: str, value: str, name: str | None, extra_kind: str, extra_value: str
+) -> int:
+    """Attach an extra identity (a chat id) to the customer owning (kind, value), or to a
+    new prospect holding it; an extra identity that already has an owner keeps it.
+    Returns the owning customer's id."""
+    async with hub.work() as work:
+        owner = await find_customer_by_identity(work.session, extra_kind, extra_value)
+        if owner is not None:
+            return owner.id
+        customer, is_new = await resolve_customer(work.session, kind, value, name)
+        await add_identity(work.session, customer, extra_kind, extra_value)
+        if is_new:
+            work.emit("customer.created", customer_id=customer.id)
+        return customer.id

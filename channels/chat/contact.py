@@ -15,21 +15,13 @@ find no chat identity to go to.
 The claim is not verified. That is the web form's trust level too; each stored
 message carries `contact_verified: false`, and the link is made only once the
 visitor sends a message, so hellos alone create no customers.
-
-TODO(hub): this is the one place a channel writes through a session of its
-own; it belongs in hub as a `do_link_identity(work, kind, value, chat_id)`.
 """
 
 from __future__ import annotations
 
 from channels.chat.sessions import SessionClaim
 from hub.context import Hub
-from hub.identity import (
-    add_identity,
-    find_customer_by_identity,
-    normalise_identity,
-    resolve_customer,
-)
+from hub.identity import do_attach_identity, normalise_identity
 
 
 def check_contact(claim: SessionClaim, region: str) -> SessionClaim:
@@ -53,12 +45,4 @@ async def do_link_contact(hub: Hub, claim: SessionClaim) -> int | None:
     if not claim.has_contact:
         return None
     kind, value = ("email", claim.email) if claim.email else ("phone", claim.phone)
-    async with hub.work() as work:
-        owner = await find_customer_by_identity(work.session, "chat", claim.chat_id)
-        if owner is not None:
-            return owner.id
-        customer, is_new = await resolve_customer(work.session, kind, str(value), claim.name)
-        await add_identity(work.session, customer, "chat", claim.chat_id)
-        if is_new:
-            work.emit("customer.created", customer_id=customer.id)
-        return customer.id
+    return await do_attach_identity(hub, kind, str(value), claim.name, "chat", claim.chat_id)

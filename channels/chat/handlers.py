@@ -17,7 +17,6 @@ from typing import Any, TypeVar
 
 from channels.chat.connection import Connection
 from channels.chat.contact import check_contact, contact_metadata, do_link_contact
-from channels.chat.presence import has_agents_online
 from channels.chat.protocol import (
     CLOSE_TOKEN,
     CLOSE_TRY_AGAIN,
@@ -43,6 +42,7 @@ from channels.chat.sessions import (
     issue_token,
     new_claim,
 )
+from hub.agents import has_agents_online
 from hub.context import Hub
 from hub.errors import InvalidInputError
 from hub.events import Event
