@@ -13,7 +13,7 @@ from typing import Literal
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import exists, func, select
+from sqlalchemy import exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.context import Hub
@@ -119,10 +119,6 @@ async def find_agent_by_token(session: AsyncSession, token: str) -> Agent | None
     if api_token is None or not api_token.agent.is_active:
         return None
     return api_token.agent
-
-
-async def count_agents(session: AsyncSession) -> int:
-    return int(await session.scalar(select(func.count()).select_from(Agent)) or 0)
 
 
 def stamp_presence(agent: Agent, status: str) -> None:

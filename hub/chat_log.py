@@ -17,10 +17,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from hub.context import Hub, Work
+from hub.db import insert_for
 from hub.models import ChatFrame, ChatSession, utcnow
 
 
@@ -96,7 +95,7 @@ async def do_append_frame(
 async def _ensure_session(work: Work, session: str) -> None:
     """Create the session's row on first use, then hold its lock (PostgreSQL; SQLite's
     writers are serialized by BEGIN IMMEDIATE), so the duplicate check below is safe."""
-    insert = postgresql_insert if work.session.bind.dialect.name == "postgresql" else sqlite_insert
+    insert = insert_for(work.session)
     now = utcnow()
     await work.session.execute(
         insert(ChatSession)

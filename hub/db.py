@@ -15,6 +15,8 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -77,3 +79,9 @@ def migrate_sync(database_url: str) -> None:
 async def migrate(database_url: str) -> None:
     # Alembic's env.py runs its own event loop, so it gets a thread of its own.
     await asyncio.to_thread(migrate_sync, database_url)
+
+
+def insert_for(session: AsyncSession) -> Any:
+    """The session's dialect's INSERT, the one that knows ON CONFLICT DO NOTHING."""
+    dialect = session.get_bind().dialect.name
+    return postgresql_insert if dialect == "postgresql" else sqlite_insert

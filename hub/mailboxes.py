@@ -17,12 +17,11 @@ from time import perf_counter
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.bounces import BounceResult, DeliveryReport, count_bounce, record_bounce
 from hub.context import Hub, Work
+from hub.db import insert_for
 from hub.errors import NotFoundError
 from hub.intake import IngestResult, count_ingest, ingest
 from hub.models import MailboxState, RawMessage
@@ -54,40 +53,11 @@ async def save_mailbox_state(hub: Hub, source: str, uidvalidity: int, last_uid: 
             state.uidvalidity, state.last_uid = uidvalidity, last_uid
 
 
-def _insert(work: Work) -> Any:
-    """The dialect's INSERT, which knows ON CONFLICT DO NOTHING."""
-    dialect = work.session.get_bind().dialect.name
-    return postgresql_insert if dialect == "postgresql" else sqlite_insert
-
-
 async def keep_raw(
     hub: Hub, channel: str, source: str, uidvalidity: int, uid: int, content: bytes
 ) -> RawMessage:
-    """Store the raw bytes once per (source, UIDVALIDITY, UID); returns the row."""
-    async with hub.work() as work:
-        insert = _insert(work)
-        await work.session.execute(
-            insert(RawMessage)
-            .values(
-                channel=channel,
-                source=source,
-                uidvalidity=uidvalidity,
-                uid=uid,
-                content=content,
-                status="received",
-                attempts=0,
-            )
-            .on_conflict_do_nothing(index_elements=["source", "uidvalidity", "uid"])
-        )
-        return (
-            await work.session.scalars(
-                select(RawMessage).where(
-                    RawMessage.source == source,
-                    RawMessage.uidvalidity == uidvalidity,
-                    RawMessage.uid == uid,
-                )
-            )
-        ).one()
+    """Store one message's raw bytes once per (source, UIDVALIDITY, UID); returns the row."""
+    return (await keep_raw_batch(hub, channel, source, uidvalidity, {uid: content}))[uid]
 
 
 async def keep_raw_batch(
@@ -123,7 +93,7 @@ async def keep_raw_batch(
     )
     async with hub.work() as work:
         await work.session.execute(
-            _insert(work)(RawMessage)
+            insert_for(work.session)(RawMessage)
             .values(rows)
             .on_conflict_do_nothing(index_elements=["source", "uidvalidity", "uid"])
         )

@@ -21,10 +21,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from hub.context import Work
+from hub.db import insert_for
 from hub.errors import InvalidInputError
 from hub.gate import PURPOSES, Policy, Recipient, check
 from hub.models import Interaction, OutboxMessage, utcnow
@@ -72,7 +71,7 @@ async def enqueue(work: Work, message: Message, policy: Policy) -> OutboxMessage
     _check(message)
     recipient = Recipient(message.customer_id, message.channel, message.recipient)
     decision = await check(work.session, recipient, message.purpose, policy)
-    insert = postgresql_insert if work.session.bind.dialect.name == "postgresql" else sqlite_insert
+    insert = insert_for(work.session)
     statement = (
         insert(OutboxMessage)
         .values(
@@ -155,26 +154,6 @@ def _payload(message: Message) -> dict[str, Any]:
     if message.headers:
         payload["headers"] = message.headers
     return payload
-
-
-def outbox_view(row: OutboxMessage) -> dict[str, Any]:
-    return {
-        "id": row.id,
-        "idempotency_key": row.idempotency_key,
-        "channel": row.channel,
-        "recipient": row.recipient,
-        "purpose": row.purpose,
-        "status": row.status,
-        "attempts": row.attempts,
-        "next_attempt_at": row.next_attempt_at,
-        "last_error": row.last_error,
-        "blocked_reasons": row.blocked_reasons,
-        "provider_id": row.provider_id,
-        "created_at": row.created_at,
-        "sent_at": row.sent_at,
-        "customer_id": row.customer_id,
-        "conversation_id": row.conversation_id,
-    }
 
 
 async def do_record_provider_status(
