@@ -73,7 +73,7 @@ def alembic_config(database_url: str) -> Config:
 
 def migrate_sync(database_url: str) -> None:
     """Apply every migration; safe to run on every start."""
-    command.upgrade(alembic_config(database_url), "head")
+    command.upgrade(alembic_config(database_url), "heads")
 
 
 async def migrate(database_url: str) -> None:
