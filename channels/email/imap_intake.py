@@ -1,27 +1,36 @@
 """IMAP intake: every mail in the folder, into the hub exactly once.
 
-    connect ──> select folder ──> UIDVALIDITY changed? ──> resync from UID 1
-       ^             │                                     (idempotency keys dedupe)
-       │             v
-       │        fetch new UIDs with BODY.PEEK[] (marks nothing), per batch of 100:
-       │          keep the batch's raw bytes (one commit) ──> per message: parse
-       │          ──> ingest + mark it ingested (one commit) ──> then, for the
-       │          batch: flag \\Seen or move what was committed (one command),
-       │          quarantine the dead ──> remember the batch's last UID
-       │             │
-       │             v
-       │        IDLE until the server says something changed (or poll)
+Two loops share the work, so that reading the mailbox never waits for the
+slower parsing and threading, and a flood of mail leaves the server at the
+speed of FETCH:
+
+    reading:  connect ──> select folder ──> UIDVALIDITY changed? ──> resync from UID 1
+       ^          │                                     (idempotency keys dedupe)
+       │          v
+       │     fetch new UIDs with BODY.PEEK[] (marks nothing), in batches of 100,
+       │       the next batch fetched while this one is stored: its raw bytes and
+       │       the folder's last UID in one commit ──> wake the taking loop
+       │          │
+       │          v
+       │     acknowledge what the taking loop settled: flag \\Seen or move what
+       │       the hub committed, move the quarantined; mark them acknowledged
+       │          │
+       │          v
+       │     IDLE until the server says something changed, the taking loop
+       │       settled something, or a while passed (or poll without IDLE)
        └── backoff ┘ on a dropped connection
 
-A message is flagged or moved only after the hub committed it, so a crash in
-between fetches it again: its raw row already says ingested, so it is only
-flagged, and the idempotency key (Message-ID, or a hash of the raw message)
-would store it once anyway. The last UID is remembered only after its batch
-was flagged, so nothing is skipped unflagged. Mail a person already read
-elsewhere is still taken: the intake follows UIDs, not the \\Seen flag. A
-message that cannot be taken (even its sender unreadable, or a bug) is retried
-from its stored bytes and quarantined after three tries, never stopping the
-loop.
+    taking:   the kept messages still waiting, oldest first: parse, ingest and
+              mark the raw row ingested in one commit; a failure is retried from
+              the stored bytes and quarantined after three tries, never stopping
+              the loop ──> wake the reading loop to acknowledge
+
+A message is flagged or moved only after the hub committed its contact, so a
+crash anywhere leaves it unflagged, and its raw row (kept before anything
+parsed it) says where it stands: waiting, taken but not acknowledged, or done.
+The idempotency key (Message-ID, or a hash of the raw message) would store it
+once anyway. Mail a person already read elsewhere is still taken: the intake
+follows UIDs, not the \\Seen flag.
 
 imapclient is synchronous; each call runs in a worker thread, one at a time.
 """
@@ -32,14 +41,23 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
+from sqlalchemy.exc import SQLAlchemyError
 
 from channels.email.inbound import IntakeOutcome, take_message
 from hub.context import Hub
-from hub.mailboxes import get_mailbox_state, keep_raw_batch, mark_failed, save_mailbox_state
+from hub.mailboxes import (
+    MAX_ATTEMPTS,
+    get_mailbox_state,
+    keep_raw_batch,
+    mark_acknowledged,
+    mark_failed,
+    settled_unacknowledged,
+    waiting_raw,
+)
 from hub.models import RawMessage
 from hub.settings import Settings
 
@@ -47,12 +65,13 @@ log = logging.getLogger(__name__)
 
 SEEN = b"\\Seen"
 FETCH_BATCH = 100
-# Leave IDLE and sync at least this often. RFC 2177 asks for a new IDLE within
-# 29 minutes; we go much sooner because a change the server reports in the same
-# packet as its "+ idling" lands in imaplib's read buffer, where imapclient's
-# idle_check (which polls the socket) never sees it: without a resync that mail
-# would wait for the next change.
-IDLE_RESYNC_SECONDS = 5.0
+FETCH_AHEAD = 8  # batches fetched and not yet stored, at most
+TAKE_BATCH = 100
+# Leave IDLE and sync at least this often (RFC 2177 asks for a new IDLE within
+# 29 minutes): a safety net for a change that went unreported, and how soon
+# another process's settled messages are acknowledged.
+IDLE_RESYNC_SECONDS = 30.0
+IDLE_CHECK_SECONDS = 1.0
 MAX_BACKOFF_SECONDS = 60.0
 
 
@@ -94,22 +113,29 @@ class ImapConfig:
 Take = Callable[[Hub, RawMessage, int], Awaitable[IntakeOutcome]]
 
 
-@dataclass
-class BatchOutcome:
-    """The UIDs of a batch the hub holds: to flag (or move), or to quarantine."""
-
-    processed: list[int] = field(default_factory=list)
-    quarantined: list[int] = field(default_factory=list)
-
-
 class ImapIntake:
     def __init__(self, hub: Hub, config: ImapConfig, take: Take = take_message) -> None:
         self.hub = hub
         self.config = config
         self.take = take
+        self._kept = asyncio.Event()  # raw messages wait to be taken
+        self._settled = asyncio.Event()  # taken messages wait to be acknowledged
+        self._uidvalidity: int | None = None  # of the folder as last selected
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Read the folder until `stop` is set, reconnecting with backoff."""
+        """Read the folder and take what was kept, until `stop` is set."""
+        await asyncio.gather(self._keep_reading(stop), self._keep_taking(stop))
+
+    async def sync(self, client: IMAPClient) -> int:
+        """Read, take and acknowledge once, in order; returns how many new UIDs were read."""
+        read = await self.read_new(client)
+        await self.take_waiting()
+        await self.acknowledge(client)
+        return read
+
+    # --- reading ----------------------------------------------------------------
+
+    async def _keep_reading(self, stop: asyncio.Event) -> None:
         backoff = 1.0
         while not stop.is_set():
             try:
@@ -126,7 +152,9 @@ class ImapIntake:
         client = await asyncio.to_thread(self._connect)
         try:
             while not stop.is_set():
-                await self.sync(client)
+                self._settled.clear()
+                await self.read_new(client)
+                await self.acknowledge(client)
                 await self._wait_for_news(client, stop)
         finally:
             await asyncio.to_thread(_close, client)
@@ -138,72 +166,80 @@ class ImapIntake:
         client.login(self.config.user, self.config.password)
         return client
 
-    async def sync(self, client: IMAPClient) -> int:
-        """Take every message past the last UID taken; returns how many were handled."""
+    async def read_new(self, client: IMAPClient) -> int:
+        """Keep every message past the last UID kept; returns how many UIDs were new."""
         selected = await asyncio.to_thread(client.select_folder, self.config.folder)
-        uidvalidity = int(selected[b"UIDVALIDITY"])
+        uidvalidity = self._uidvalidity = int(selected[b"UIDVALIDITY"])
         state = await get_mailbox_state(self.hub, self.config.source)
         last_uid = state[1] if state and state[0] == uidvalidity else 0
         if state and state[0] != uidvalidity:
             log.warning("IMAP %s: UIDVALIDITY changed, resyncing", self.config.source)
-        uids = [
-            u
-            for u in await asyncio.to_thread(client.search, ["UID", f"{last_uid + 1}:*"])
-            if u > last_uid
-        ]
-        for start in range(0, len(uids), FETCH_BATCH):
-            await self._batch(client, uidvalidity, sorted(uids[start : start + FETCH_BATCH]))
+        found = await asyncio.to_thread(client.search, ["UID", f"{last_uid + 1}:*"])
+        uids = sorted(u for u in found if u > last_uid)
+        batches = [uids[start : start + FETCH_BATCH] for start in range(0, len(uids), FETCH_BATCH)]
+        await self._keep_batches(client, uidvalidity, batches)
         return len(uids)
 
-    async def _batch(self, client: IMAPClient, uidvalidity: int, batch: list[int]) -> None:
-        """Fetch, keep and take one batch; then acknowledge it and remember its last UID."""
-        fetched = await asyncio.to_thread(client.fetch, batch, ["BODY.PEEK[]"])
-        contents = {
-            uid: fetched[uid][b"BODY[]"]
-            for uid in batch
-            if b"BODY[]" in fetched.get(uid, {})  # else expunged between SEARCH and FETCH
-        }
-        kept = await keep_raw_batch(self.hub, "email", self.config.source, uidvalidity, contents)
-        outcome = BatchOutcome()
-        for uid in sorted(kept):
-            await self._handle(kept[uid], outcome)
-        await self._acknowledge(client, outcome)
-        await save_mailbox_state(self.hub, self.config.source, uidvalidity, batch[-1])
+    async def _keep_batches(
+        self, client: IMAPClient, uidvalidity: int, batches: list[list[int]]
+    ) -> None:
+        """Fetch the batches one after another while storing what came, in order.
 
-    async def _handle(self, raw: RawMessage, outcome: BatchOutcome) -> None:
-        """Take a kept message unless an earlier run did; note where it belongs."""
-        status = raw.status
-        if status not in ("ingested", "quarantined"):
-            status = await self._take(raw)
-        if status == "ingested":
-            outcome.processed.append(raw.uid)
-        elif status == "quarantined":
-            outcome.quarantined.append(raw.uid)
+        Storing takes whatever batches were fetched meanwhile in one transaction,
+        with the folder's new last UID, so the hub keeps pace with FETCH instead
+        of paying one commit per batch; at most `FETCH_AHEAD` batches wait.
+        """
+        fetched: asyncio.Queue[tuple[int, dict[int, bytes]] | None] = asyncio.Queue(FETCH_AHEAD)
+        stopped = asyncio.Event()
 
-    async def _take(self, raw: RawMessage) -> str:
-        """Try a message up to its third attempt; returns its status afterwards."""
-        for _ in range(raw.attempts, 3):
+        async def fetch_all() -> None:
             try:
-                await self.take(self.hub, raw, self.config.max_attachment_bytes)
-            except Exception as error:  # any failure is recorded; the loop goes on
-                log.exception("IMAP %s: UID %s failed", self.config.source, raw.uid)
-                failed = await mark_failed(self.hub, raw.id, f"{type(error).__name__}: {error}")
-                raw.attempts, raw.status = failed.attempts, failed.status
-                if raw.status == "quarantined":
-                    return raw.status
-                continue
-            return "ingested"
-        return raw.status
+                for batch in batches:
+                    if stopped.is_set():
+                        return
+                    # Never cancelled mid-call: the worker thread holds the client.
+                    contents = await asyncio.to_thread(_fetch, client, batch)
+                    await fetched.put((batch[-1], contents))
+            finally:
+                await fetched.put(None)
 
-    async def _acknowledge(self, client: IMAPClient, outcome: BatchOutcome) -> None:
-        """Flag (or move) the batch's committed messages, and move the quarantined ones."""
-        if outcome.processed:
+        fetching = asyncio.create_task(fetch_all())
+        try:
+            while (waiting := [await fetched.get()])[-1] is not None:
+                while not fetched.empty():
+                    waiting.append(fetched.get_nowait())
+                ready = [item for item in waiting if item is not None]
+                contents = {uid: body for _, batch in ready for uid, body in batch.items()}
+                await keep_raw_batch(
+                    self.hub, "email", self.config.source, uidvalidity, contents, ready[-1][0]
+                )
+                self._kept.set()
+                if waiting[-1] is None:
+                    break
+        finally:
+            stopped.set()
+            while not fetching.done():  # let the fetcher finish its call and see `stopped`
+                while not fetched.empty():
+                    fetched.get_nowait()
+                await asyncio.wait({fetching}, timeout=0.05)
+        await fetching  # the fetcher's own error, if it had one
+
+    async def acknowledge(self, client: IMAPClient) -> int:
+        """Flag (or move) the committed messages and move the quarantined; returns how many."""
+        if self._uidvalidity is None:
+            return 0
+        settled = await settled_unacknowledged(self.hub, self.config.source, self._uidvalidity)
+        processed = sorted(uid for _, uid, status in settled if status == "ingested")
+        quarantined = sorted(uid for _, uid, status in settled if status == "quarantined")
+        if processed:
             if self.config.processed_folder:
-                await self._move(client, outcome.processed, self.config.processed_folder)
+                await self._move(client, processed, self.config.processed_folder)
             else:
-                await asyncio.to_thread(client.add_flags, outcome.processed, [SEEN])
-        if outcome.quarantined:
-            await self._move(client, outcome.quarantined, self.config.quarantine_folder)
+                await asyncio.to_thread(client.add_flags, processed, [SEEN])
+        if quarantined:
+            await self._move(client, quarantined, self.config.quarantine_folder)
+        await mark_acknowledged(self.hub, [raw_id for raw_id, _, _ in settled])
+        return len(settled)
 
     async def _move(self, client: IMAPClient, uids: list[int], folder: str) -> None:
         def move() -> None:
@@ -216,18 +252,101 @@ class ImapIntake:
     async def _wait_for_news(self, client: IMAPClient, stop: asyncio.Event) -> None:
         capabilities = await asyncio.to_thread(client.capabilities)
         if b"IDLE" not in capabilities:
-            await _sleep(stop, self.config.poll_seconds)
+            await _wait_for_any(stop, self._settled, self.config.poll_seconds)
             await asyncio.to_thread(client.noop)
             return
         await asyncio.to_thread(client.idle)
         try:
             waited = 0.0
-            while not stop.is_set() and waited < IDLE_RESYNC_SECONDS:
-                if await asyncio.to_thread(client.idle_check, 1.0):
+            while not (stop.is_set() or self._settled.is_set()) and waited < IDLE_RESYNC_SECONDS:
+                if _has_buffered_response(client):
                     return
-                waited += 1.0
+                if await asyncio.to_thread(client.idle_check, IDLE_CHECK_SECONDS):
+                    return
+                waited += IDLE_CHECK_SECONDS
         finally:
             await asyncio.to_thread(client.idle_done)
+
+    # --- taking -----------------------------------------------------------------
+
+    async def _keep_taking(self, stop: asyncio.Event) -> None:
+        backoff = 1.0
+        while not stop.is_set():
+            self._kept.clear()
+            try:
+                if await self.take_waiting():
+                    self._settled.set()
+                backoff = 1.0
+            except (SQLAlchemyError, OSError) as error:
+                log.warning(
+                    "IMAP %s: taking kept mail failed: %s; again in %.0f s",
+                    self.config.source,
+                    error,
+                    backoff,
+                )
+                await _sleep(stop, backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+                continue
+            await _wait_for_any(stop, self._kept, self.config.poll_seconds)
+
+    async def take_waiting(self) -> int:
+        """Take every kept message still waiting, oldest first; returns how many were tried."""
+        tried: set[int] = set()
+        while batch := [
+            raw
+            for raw in await waiting_raw(self.hub, self.config.source, TAKE_BATCH)
+            if raw.id not in tried
+        ]:
+            for raw in batch:
+                tried.add(raw.id)
+                await self._take(raw)
+        return len(tried)
+
+    async def _take(self, raw: RawMessage) -> str:
+        """Try a message up to its third attempt; returns its status afterwards."""
+        for _ in range(raw.attempts, MAX_ATTEMPTS):
+            try:
+                await self.take(self.hub, raw, self.config.max_attachment_bytes)
+            except Exception as error:  # any failure is recorded; the loop goes on
+                log.exception("IMAP %s: UID %s failed", self.config.source, raw.uid)
+                failed = await mark_failed(self.hub, raw.id, f"{type(error).__name__}: {error}")
+                raw.attempts, raw.status = failed.attempts, failed.status
+                if raw.status == "quarantined":
+                    return raw.status
+                continue
+            return "ingested"
+        return raw.status
+
+
+def _fetch(client: IMAPClient, uids: list[int]) -> dict[int, bytes]:
+    fetched = client.fetch(uids, ["BODY.PEEK[]"])
+    return {
+        uid: fetched[uid][b"BODY[]"]
+        for uid in uids
+        if b"BODY[]" in fetched.get(uid, {})  # else expunged between SEARCH and FETCH
+    }
+
+
+def _has_buffered_response(client: IMAPClient) -> bool:
+    """Whether imaplib already read a server response that idle_check cannot see.
+
+    A change the server reports in the same packet as its "+ idling" lands in
+    imaplib's buffered reader together with that line; imapclient's idle_check
+    polls the socket, which is empty by then, so the change would wait for the
+    next one. Peeking the buffer without blocking finds it.
+    """
+    reader = getattr(getattr(client, "_imap", None), "file", None)
+    if reader is None or not hasattr(reader, "peek"):
+        return False
+    sock = client.socket()
+    timeout = sock.gettimeout()
+    sock.setblocking(False)
+    try:
+        return bool(reader.peek(1))
+    except OSError:
+        return False
+    finally:
+        sock.settimeout(timeout)
 
 
 def _close(client: IMAPClient) -> None:
@@ -242,3 +361,13 @@ def _close(client: IMAPClient) -> None:
 async def _sleep(stop: asyncio.Event, seconds: float) -> None:
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), seconds)
+
+
+async def _wait_for_any(stop: asyncio.Event, news: asyncio.Event, seconds: float) -> None:
+    """Wait until `stop` or `news` is set, or `seconds` passed."""
+    waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(news.wait())]
+    try:
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
