@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from hub.assignment import DefaultRouter, Router
 from hub.db import WRITES, SessionFactory, create_engine, create_session_factory
 from hub.events import Event, EventBus, InProcessEventBus
+from hub.events_redis import RedisEventBus
 from hub.gate import Policy
 from hub.metrics import Metrics
 from hub.settings import Settings
@@ -33,6 +34,13 @@ class Work:
 
 
 Replayer = Callable[["Hub", Any], Awaitable[int | None]]
+
+
+def choose_bus(settings: Settings) -> EventBus:
+    """Redis when `OMNIHUB_REDIS_URL` is set (several processes), else in-process."""
+    if settings.redis_url:
+        return RedisEventBus(settings.redis_url, stream=settings.redis_stream)
+    return InProcessEventBus()
 
 
 @dataclass
@@ -53,7 +61,7 @@ class Hub:
             settings=settings,
             engine=engine,
             sessions=create_session_factory(engine),
-            bus=InProcessEventBus(),
+            bus=choose_bus(settings),
             router=router or DefaultRouter(),
             metrics=Metrics(),
         )
@@ -78,4 +86,5 @@ class Hub:
         )
 
     async def close(self) -> None:
+        await self.bus.close()
         await self.engine.dispose()

@@ -46,8 +46,15 @@ class EventBus(Protocol):
     def replay(self, after_id: int) -> list[Event] | None:
         """Events after `after_id`, or None when they are no longer kept."""
 
+    def last_id(self) -> int:
+        """The id of the newest event (0: none yet)."""
 
-class _Queue:
+    async def close(self) -> None: ...
+
+
+class EventQueue:
+    """A subscriber's live queue; `overflowed` once it fell too far behind."""
+
     def __init__(self, size: int) -> None:
         self.queue: asyncio.Queue[Event] = asyncio.Queue(size)
         self.overflowed = False
@@ -62,7 +69,7 @@ class InProcessEventBus:
     def __init__(self, keep: int = 10_000, queue_size: int = 1_000) -> None:
         self._ids = itertools.count(1)
         self._recent: deque[Event] = deque(maxlen=keep)
-        self._subscribers: set[_Queue] = set()
+        self._subscribers: set[EventQueue] = set()
         self._queue_size = queue_size
 
     async def publish(self, events: list[Event]) -> None:
@@ -72,7 +79,7 @@ class InProcessEventBus:
             for subscriber in list(self._subscribers):
                 self._offer(subscriber, stamped)
 
-    def _offer(self, subscriber: _Queue, event: Event) -> None:
+    def _offer(self, subscriber: EventQueue, event: Event) -> None:
         try:
             subscriber.queue.put_nowait(event)
         except asyncio.QueueFull:
@@ -82,13 +89,20 @@ class InProcessEventBus:
             self._subscribers.discard(subscriber)
 
     @asynccontextmanager
-    async def subscribe(self) -> AsyncIterator[_Queue]:
-        subscriber = _Queue(self._queue_size)
+    async def subscribe(self) -> AsyncIterator[EventQueue]:
+        subscriber = EventQueue(self._queue_size)
         self._subscribers.add(subscriber)
         try:
             yield subscriber
         finally:
             self._subscribers.discard(subscriber)
+
+    def last_id(self) -> int:
+        """The id of the newest event published (0: none yet); a page resumes from it."""
+        return self._recent[-1].id if self._recent else 0
+
+    async def close(self) -> None:
+        """Nothing to let go of: each subscription ends with its own block."""
 
     def replay(self, after_id: int) -> list[Event] | None:
         if self._recent and after_id < self._recent[0].id - 1:

@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     environment: Literal["development", "production"] = "development"
     database_url: str = "sqlite+aiosqlite:///./omnihub.db"
     redis_url: str | None = None
+    # The stream the hub's events travel on: one per hub sharing a Redis.
+    redis_stream: str = Field(default="omnihub:events", min_length=1)
     secret_key: str | None = Field(default=None, repr=False)
     public_url: str = "http://127.0.0.1:8000"
 
@@ -59,6 +61,9 @@ class Settings(BaseSettings):
     smtp_password: str | None = Field(default=None, repr=False)
     smtp_tls: bool = True
     mail_from: str = "service@omnihub.invalid"
+    # Reply-To: mail_from's mailbox +c{conversation}.{hmac}; off where the mail
+    # server does not deliver +detail addresses to the mailbox.
+    mail_reply_addresses: bool = True
 
     twilio_account_sid: str | None = None
     twilio_auth_token: str | None = Field(default=None, repr=False)

@@ -28,6 +28,7 @@ pytest_plugins = [
     "tests.peers.smtp",
     "tests.peers.twilio",
     "tests.peers.browser",
+    "tests.peers.redis",
 ]
 
 SECRET = "test-secret-key-that-is-long-enough-0123456789"

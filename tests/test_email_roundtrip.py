@@ -234,3 +234,68 @@ async def test_an_email_reply_goes_out_as_text_and_escaped_html(
     text = message.get_body(("plain",)).get_content()
     assert "<p>morgen &lt;b&gt;sicher&lt;/b&gt;.<br>\nGruß</p>" in html
     assert "morgen <b>sicher</b>." in text
+
+
+async def test_an_answer_to_the_reply_address_alone_joins_the_conversation(
+    hub: Hub,
+    client: httpx.AsyncClient,
+    agent: SignedIn,
+    dovecot: Dovecot,
+    smtp_server: SmtpServer,
+):
+    user, first = await an_inquiry_taken_from_the_inbox(hub, dovecot)
+    await client.post(
+        f"/api/conversations/{first.conversation_id}/reply",
+        headers=agent.headers,
+        json={"text": "Morgen."},
+    )
+    await dispatch(hub, smtp_server)
+    reply_to = smtp_server.messages[0].message["Reply-To"]
+    # A client that keeps neither In-Reply-To, References nor the subject's tag.
+    answer = customer_mail("Noch eine Frage", "Und die Rechnung?", "<third@example.com>")
+    answer = answer.replace(b"To: service@hub.example", f"To: {reply_to}".encode())
+
+    await asyncio.to_thread(dovecot.append, user, answer)
+    await take_inbox(hub, dovecot, user)
+
+    assert reply_to.addresses[0].username.startswith(f"service+c{first.conversation_id}.")
+    async with hub.sessions() as session:
+        joined = (
+            await session.scalars(
+                select(Interaction).where(Interaction.external_id == "<third@example.com>")
+            )
+        ).one()
+    assert joined.conversation_id == first.conversation_id
+
+
+async def test_a_stranger_writing_to_a_genuine_reply_address_gets_a_conversation_of_their_own(
+    hub: Hub,
+    client: httpx.AsyncClient,
+    agent: SignedIn,
+    dovecot: Dovecot,
+    smtp_server: SmtpServer,
+):
+    user, first = await an_inquiry_taken_from_the_inbox(hub, dovecot)
+    await client.post(
+        f"/api/conversations/{first.conversation_id}/reply",
+        headers=agent.headers,
+        json={"text": "Morgen."},
+    )
+    await dispatch(hub, smtp_server)
+    reply_to = smtp_server.messages[0].message["Reply-To"]
+    stranger = (
+        customer_mail("Hallo", "Ich auch!", "<y@evil.example>")
+        .replace(b"anna@example.com", b"mallory@evil.example")
+        .replace(b"To: service@hub.example", f"To: {reply_to}".encode())
+    )
+
+    await asyncio.to_thread(dovecot.append, user, stranger)
+    await take_inbox(hub, dovecot, user)
+
+    async with hub.sessions() as session:
+        foreign = (
+            await session.scalars(
+                select(Interaction).where(Interaction.external_id == "<y@evil.example>")
+            )
+        ).one()
+    assert foreign.conversation_id != first.conversation_id

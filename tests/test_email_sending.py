@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from sqlalchemy import select
 
-from channels.email.message_ids import HubMessageId, parse_hub_message_id
+from channels.email.message_ids import HubMessageId, parse_hub_message_id, parse_reply_address
 from channels.email.sending import SmtpSender, choose_tls
 from hub.context import Hub
 from hub.delivery import PermanentDeliveryError, TransientDeliveryError, UnknownDeliveryError
@@ -30,7 +30,7 @@ TIMEOUT = 2.0
 # The header fields every message carries, and those of a reply.
 BASE_HEADERS = {"From", "To", "Subject", "Date", "Message-ID", "MIME-Version", "Content-Type"}
 BASE_HEADERS |= {"Content-Transfer-Encoding"}
-REPLY_HEADERS = BASE_HEADERS | {"In-Reply-To", "References"}
+REPLY_HEADERS = BASE_HEADERS | {"In-Reply-To", "References", "Reply-To"}
 
 
 def make_sender(server: SmtpServer, **options: Any) -> SmtpSender:
@@ -87,6 +87,31 @@ async def test_a_reply_arrives_with_addresses_subject_threading_and_the_hubs_mes
     assert receipt.provider_id.endswith("@hub.example>")
     assert parse_hub_message_id(SECRET, receipt.provider_id) == HubMessageId(3, 7)
     assert set(received.header_names) == REPLY_HEADERS
+
+
+async def test_a_reply_names_its_conversation_in_a_reply_address_only_the_hub_can_make(
+    sender: SmtpSender, smtp_server: SmtpServer
+):
+    await sender.send(reply())
+
+    (reply_to,) = smtp_server.messages[0].message["Reply-To"].addresses
+    local, mac = reply_to.username.rsplit(".", 1)
+    assert (local, reply_to.domain) == ("service+c3", "hub.example")
+    assert parse_reply_address(SECRET, reply_to.addr_spec) == 3
+    assert parse_reply_address(SECRET, reply_to.addr_spec.upper()) == 3
+    assert parse_reply_address(SECRET, f"service+c4.{mac}@hub.example") is None
+    assert parse_reply_address("another secret", reply_to.addr_spec) is None
+
+
+async def test_no_reply_address_outside_a_conversation_or_when_switched_off(
+    smtp_server: SmtpServer,
+):
+    async with make_sender(smtp_server) as sender:
+        await sender.send(reply(metadata={"purpose": "marketing"}))
+    async with make_sender(smtp_server, reply_addresses=False) as sender:
+        await sender.send(reply())
+
+    assert [m.message["Reply-To"] for m in smtp_server.messages] == [None, None]
 
 
 async def test_text_and_html_arrive_as_multipart_alternative(
@@ -294,7 +319,7 @@ async def test_a_header_value_with_crlf_cannot_add_a_header(
     await sender.send(reply(headers={name: value}))
 
     received = smtp_server.messages[0]
-    assert set(received.header_names) <= BASE_HEADERS | {name}
+    assert set(received.header_names) <= BASE_HEADERS | {name, "Reply-To"}
     assert received.rcpt_tos == ("anna@example.com",)
     assert received.message.get_content() == "Danke für Ihre Nachricht.\n"
     assert all(b"\n" not in line and b"\r" not in line for line in received.header_lines)
@@ -336,7 +361,7 @@ async def test_header_names_outside_the_whitelist_are_not_copied(
     await sender.send(reply(headers=headers))
 
     received = smtp_server.messages[0]
-    assert set(received.header_names) == BASE_HEADERS | {"In-Reply-To"}
+    assert set(received.header_names) == BASE_HEADERS | {"In-Reply-To", "Reply-To"}
     assert received.message["Subject"] == "Re: Frage zur Rechnung"
     assert received.message.get_content_type() == "text/plain"
     assert received.rcpt_tos == ("anna@example.com",)

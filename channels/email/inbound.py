@@ -1,9 +1,10 @@
 """From a raw mail to the hub: parse it, and hand it to intake or to the bounce handler.
 
 Threading hints come from what the hub can verify: its own HMAC'd Message-IDs
-among In-Reply-To/References (they name the conversation), and a `[#123]`
-conversation reference in the subject; both only ever thread into a
-conversation of the sender's own customer (the hub checks). A mail whose own
+among In-Reply-To/References (they name the conversation), its HMAC'd reply
+addresses among To and Cc, and a `[#123]` conversation reference in the
+subject; all only ever thread into a conversation of the sender's own customer
+(the hub checks). A mail whose own
 Message-ID is one of ours is our own mail coming back: stored as automatic,
 never answered. HTML is stored sanitised for display; the original stays in
 the raw message, which the hub marks ingested in the same transaction that
@@ -16,7 +17,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from channels.email.message_ids import parse_hub_message_id
+from channels.email.message_ids import parse_hub_message_id, parse_reply_address
 from channels.email.parsing import ParsedMail, fold_quote, parse_mail
 from hub.bounces import DeliveryReport
 from hub.context import Hub
@@ -84,6 +85,8 @@ def to_inbound(parsed: ParsedMail, raw: RawMessage, secret: str) -> Inbound:
 def conversation_hints(parsed: ParsedMail, secret: str) -> tuple[int, ...]:
     ours = [parse_hub_message_id(secret, ref) for ref in (*parsed.in_reply_to, *parsed.references)]
     hints = [found.conversation_id for found in ours if found is not None]
+    addressed = (parse_reply_address(secret, to) for to in (*parsed.to, *parsed.cc))
+    hints += [conversation for conversation in addressed if conversation is not None]
     hints += [int(number) for number in SUBJECT_REFERENCE.findall(parsed.subject or "")]
     return tuple(dict.fromkeys(hints))
 

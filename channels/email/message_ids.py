@@ -1,6 +1,10 @@
-"""The hub's own Message-IDs: they name the conversation, and carry an HMAC.
+"""The hub's own Message-IDs and reply addresses: they name the conversation, with an HMAC.
 
-    <c{conversation}.o{outbox}.{random}.{mac}@{domain}>
+    <c{conversation}.o{outbox}.{random}.{mac}@{domain}>     Message-ID
+    {mailbox}+c{conversation}.{mac}@{domain}                 Reply-To
+
+A customer's mail client that drops In-Reply-To and References still answers
+to the reply address, so the answer finds its conversation either way.
 
 A reply that refers to one of these can be threaded without trusting anything
 else in its headers: a forged or altered id fails the HMAC and is ignored, and
@@ -51,3 +55,30 @@ def parse_hub_message_id(secret: str, value: str) -> HubMessageId | None:
     if not hmac.compare_digest(expected, match["mac"]):
         return None
     return HubMessageId(conversation, outbox)
+
+
+_REPLY_ADDRESS = re.compile(
+    r"^(?P<mailbox>[^@\s+]+)\+c(?P<conversation>\d{1,12})\.(?P<mac>[0-9a-f]{16})@(?P<domain>[^@\s]+)$"
+)
+
+
+def _reply_mac(secret: str, conversation_id: int) -> str:
+    # "reply:" keeps these MACs apart from the Message-IDs' ones.
+    message = f"reply:{conversation_id}".encode()
+    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()[:MAC_CHARS]
+
+
+def make_reply_address(secret: str, mailbox: str, domain: str, conversation_id: int) -> str:
+    """The hub's address (`mailbox@domain`) with the conversation as its +detail."""
+    return f"{mailbox}+c{conversation_id}.{_reply_mac(secret, conversation_id)}@{domain}"
+
+
+def parse_reply_address(secret: str, address: str) -> int | None:
+    """The conversation a reply address of ours names, or None (not ours, or forged)."""
+    match = _REPLY_ADDRESS.match(address.strip().lower())
+    if match is None:
+        return None
+    conversation = int(match["conversation"])
+    if not hmac.compare_digest(_reply_mac(secret, conversation), match["mac"]):
+        return None
+    return conversation

@@ -68,6 +68,7 @@ class ParsedMail:
     sender_address: str | None
     sender_name: str | None
     to: tuple[str, ...]
+    cc: tuple[str, ...]
     date: datetime | None
     text: str | None
     html: str | None
@@ -128,6 +129,7 @@ def _parse(raw: bytes, max_attachment_bytes: int, reading: _Reading) -> ParsedMa
         sender_address=sender_address,
         sender_name=sender_name,
         to=reading.attempt("To", lambda: _recipients(msg, "To"), ()),
+        cc=reading.attempt("Cc", lambda: _recipients(msg, "Cc"), ()),
         date=reading.attempt("Date", lambda: _date(msg), None),
         text=text,
         html=html,
@@ -150,6 +152,7 @@ def _empty(raw: bytes, reading: _Reading) -> ParsedMail:
         sender_address=None,
         sender_name=None,
         to=(),
+        cc=(),
         date=None,
         text=None,
         html=None,

@@ -64,7 +64,7 @@ from aiosmtplib import (
     SMTPSenderRefused,
 )
 
-from channels.email.message_ids import make_message_id
+from channels.email.message_ids import make_message_id, make_reply_address
 from hub.delivery import (
     DeliveryError,
     PermanentDeliveryError,
@@ -133,6 +133,7 @@ class SmtpSender:
         password: str | None = None,
         timeout: float = TIMEOUT_SECONDS,
         tls_context: ssl.SSLContext | None = None,
+        reply_addresses: bool = True,
     ) -> None:
         """Raises ValueError when mail_from is not one address with a domain."""
         self.host = host
@@ -145,6 +146,7 @@ class SmtpSender:
         self.password = password
         self.timeout = timeout
         self.tls_context = tls_context
+        self.reply_addresses = reply_addresses
         self._smtp: SMTP | None = None
         self._lock = asyncio.Lock()
 
@@ -163,6 +165,7 @@ class SmtpSender:
                 username=settings.smtp_user,
                 password=settings.smtp_password,
                 timeout=timeout,
+                reply_addresses=settings.mail_reply_addresses,
             )
         except ValueError as error:
             raise SettingsError(f"{ENV_PREFIX}MAIL_FROM: {error}") from None
@@ -170,7 +173,8 @@ class SmtpSender:
     async def send(self, outbound: Outbound) -> Receipt:
         recipient = check_recipient(outbound.recipient)
         message_id = self.make_message_id(outbound)
-        content = render_message(outbound, self.sender, message_id).as_bytes()
+        reply_to = self.make_reply_address(outbound)
+        content = render_message(outbound, self.sender, message_id, reply_to).as_bytes()
         async with self._lock:
             try:
                 await self._deliver(recipient, content)
@@ -178,6 +182,15 @@ class SmtpSender:
                 self._drop()  # cut off mid-command: the connection's state is unknown
                 raise
         return Receipt(provider_id=message_id)
+
+    def make_reply_address(self, outbound: Outbound) -> str | None:
+        """Our address with the conversation in it, for replies; None outside a conversation."""
+        conversation_id = outbound.metadata.get("conversation_id")
+        if not (self.reply_addresses and conversation_id):
+            return None
+        return make_reply_address(
+            self.secret_key, self.sender.username, self.sender.domain, int(conversation_id)
+        )
 
     def make_message_id(self, outbound: Outbound) -> str:
         conversation_id = outbound.metadata.get("conversation_id") or 0
@@ -330,7 +343,9 @@ def check_recipient(recipient: str) -> str:
     return address.addr_spec
 
 
-def render_message(outbound: Outbound, sender: Address, message_id: str) -> EmailMessage:
+def render_message(
+    outbound: Outbound, sender: Address, message_id: str, reply_to: str | None = None
+) -> EmailMessage:
     message = EmailMessage(policy=POLICY)
     message["From"] = sender
     message["To"] = check_recipient(outbound.recipient)
@@ -338,7 +353,10 @@ def render_message(outbound: Outbound, sender: Address, message_id: str) -> Emai
         message["Subject"] = render_subject(outbound.subject)
     message["Date"] = format_datetime(datetime.now(UTC))
     message["Message-ID"] = message_id
-    for name, value in copied_headers(outbound.headers).items():
+    copied = copied_headers(outbound.headers)
+    if reply_to and "Reply-To" not in copied:
+        message["Reply-To"] = Address(sender.display_name, addr_spec=reply_to)
+    for name, value in copied.items():
         message[name] = value
     message.set_content(outbound.text)
     if outbound.html:

@@ -10,6 +10,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from hub.api.deps import get_hub
 from hub.context import Hub
+from hub.events_redis import RedisEventBus
 
 router = APIRouter(tags=["operations"])
 
@@ -22,12 +23,23 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 async def readyz(hub: Hub = Depends(get_hub)) -> JSONResponse:
-    """The database (and Redis, when configured) answers."""
+    """The database (and Redis, when configured) answers.
+
+    Without the database the hub cannot work: 503. Without Redis it still
+    serves and stores, only live updates across processes pause: 200 with
+    status `degraded`, so a load balancer keeps sending traffic.
+    """
     checks = {"database": await _database_answers(hub)}
-    ready = all(checks.values())
+    if isinstance(hub.bus, RedisEventBus):
+        checks["redis"] = await hub.bus.ready()
+    if not checks["database"]:
+        status = "not ready"
+    elif not all(checks.values()):
+        status = "degraded"
+    else:
+        status = "ready"
     return JSONResponse(
-        {"status": "ready" if ready else "not ready", "checks": checks},
-        status_code=200 if ready else 503,
+        {"status": status, "checks": checks}, status_code=503 if status == "not ready" else 200
     )
 
 
