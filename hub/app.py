@@ -32,10 +32,15 @@ from hub.context import Hub
 from hub.delivery import Sender
 from hub.dispatcher import Dispatcher
 from hub.errors import HubError
+from hub.leases import leased
 from hub.settings import Settings
 
 SESSION_COOKIE = "omnihub_session"
 SESSION_SECONDS = 12 * 3600
+# Background work that runs in one process at a time however many serve (the
+# outbox dispatcher and the campaign sender lease their rows themselves; the
+# chat's jobs serve the sockets of their own process).
+LEASED_JOBS = {"imap intake", "routing timers", "privacy upkeep"}
 
 
 @dataclass
@@ -81,6 +86,9 @@ def create_app(
         **wiring.jobs,
         **chat.jobs(running, chat_registry),
     }
+
+    for name in LEASED_JOBS & jobs.keys():
+        jobs[name] = leased(running, name, jobs[name])
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

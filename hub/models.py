@@ -438,3 +438,16 @@ class ChatFrame(Base):
     outbox_key: Mapped[str | None] = mapped_column(String(200))
     frame: Mapped[dict[str, Any]]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# --- Leases (hub/leases.py): background work that runs once across processes ---
+
+
+class Lease(Base):
+    """Who runs the background work `name`, until when (renewed while it runs)."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(200))
+    expires_at: Mapped[datetime]
