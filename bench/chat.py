@@ -45,7 +45,14 @@ from sqlalchemy import select
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from bench.harness import Figures, add_database_arguments, figures, scratch_database
+from bench.harness import (
+    Figures,
+    Summary,
+    add_database_arguments,
+    figures,
+    scratch_database,
+    summarise,
+)
 from hub.app import create_app
 from hub.context import Hub
 from hub.db import migrate
@@ -265,6 +272,17 @@ async def run(arguments: argparse.Namespace) -> None:
     print(row("echo: send to ack", echo, None, len(echo_timings.to_ack)))
     print(row("hub: send to ack", figures(hub_timings.to_ack), echo, len(hub_timings.to_ack)))
     print(row("hub: send to event", figures(hub_events), echo, len(hub_events)))
+    to_ack = figures(hub_timings.to_ack)
+    summarise(
+        Summary(
+            f"chat, {arguments.clients} customers' sockets: send to ack",
+            f"p50 {to_ack.p50:.1f} ms, p99 {to_ack.p99:.1f} ms",
+            f"echo server p50 {echo.p50:.2f} ms",
+            to_ack.p50 / echo.p50,
+            "none set",
+            None,
+        )
+    )
     unanswered = hub_timings.unanswered + echo_timings.unanswered
     print(
         f"sent {len(hub_timings.sent)} to the hub, {len(echo_timings.sent)} to echo; "

@@ -42,7 +42,15 @@ from typing import Any
 from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bench.harness import Case, add_database_arguments, count_statements, measure, scratch_database
+from bench.harness import (
+    Case,
+    Summary,
+    add_database_arguments,
+    count_statements,
+    measure,
+    scratch_database,
+    summarise,
+)
 from bench.history import server_version
 from bench.mixed_recipients import PLANTS, Planted, fill
 from hub.context import Hub
@@ -172,6 +180,17 @@ def print_verdict(samples: dict[str, list[float]]) -> None:
     print(
         f"{verdict}: check_many's median is {ratio:.2f}x the baseline's "
         f"(min {best:.2f}x; target: within {TARGET:g}x)"
+    )
+    gate, base = statistics.median(samples[GATE]), statistics.median(samples[BASELINE])
+    summarise(
+        Summary(
+            "gate for a campaign's recipients (check_many)",
+            f"median {gate * 1e3:,.0f} ms",
+            f"bare SELECT of their identities {base * 1e3:,.0f} ms",
+            ratio,
+            f"within {TARGET:g}x (ours)",
+            ratio <= TARGET,
+        )
     )
 
 

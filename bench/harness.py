@@ -15,6 +15,8 @@ Timing rules, the same for an operation and its baseline:
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import random
 import statistics
 import tempfile
@@ -22,7 +24,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -198,3 +200,41 @@ def add_database_arguments(parser: argparse.ArgumentParser) -> None:
         help="create omnihub_bench_<random> on the PostgreSQL server and drop it after "
         "(default server postgresql+asyncpg://postgres@127.0.0.1:5432/postgres)",
     )
+
+
+# --- the suite's summary ------------------------------------------------------
+
+SUMMARY_ENV = "OMNIHUB_BENCH_SUMMARY"
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """One benchmark's line in `python -m bench`'s table.
+
+    `ratio` is figure / baseline in the direction the goal is stated (for a
+    rate: figure's rate over the baseline's; for a time: figure's time over
+    the baseline's); `passed` is None when the benchmark states no goal.
+    """
+
+    scenario: str
+    figure: str
+    baseline: str
+    ratio: float
+    goal: str
+    passed: bool | None
+
+    @property
+    def verdict(self) -> str:
+        return "-" if self.passed is None else "PASS" if self.passed else "FAIL"
+
+
+def summarise(summary: Summary) -> None:
+    """Print the benchmark's summary line; under `python -m bench`, hand it to the suite too."""
+    print(
+        f"SUMMARY {summary.verdict}: {summary.scenario}: {summary.figure} "
+        f"beside {summary.baseline} = {summary.ratio:.3g}x (goal: {summary.goal})"
+    )
+    target = os.environ.get(SUMMARY_ENV)
+    if target:
+        with Path(target).open("a", encoding="utf-8") as file:
+            file.write(json.dumps(asdict(summary)) + "\n")

@@ -30,6 +30,7 @@ from bench.harness import (
     Case,
     Figures,
     Run,
+    Summary,
     add_database_arguments,
     count_statements,
     explain,
@@ -37,6 +38,7 @@ from bench.harness import (
     measure,
     render_table,
     scratch_database,
+    summarise,
 )
 from hub.context import Hub
 from hub.customers import get_card
@@ -158,6 +160,16 @@ def print_verdict(card_case: Case, results: dict[str, Figures]) -> None:
     print(
         f"{verdict}: the card's p50 is {ratio:.2f}x the bare SELECT of its history rows "
         f"(target: within {TARGET:g}x; p99 ratio {mine.p99 / base.p99:.2f}x)"
+    )
+    summarise(
+        Summary(
+            "customer card, a customer with a long history",
+            f"p50 {mine.p50:.2f} ms",
+            f"bare SELECT of its rows p50 {base.p50:.2f} ms",
+            ratio,
+            f"within {TARGET:g}x",
+            ratio <= TARGET,
+        )
     )
 
 
