@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import sys
+import uuid
+
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -11,6 +15,7 @@ from sqlalchemy.dialects import sqlite
 from hub.context import Hub
 from hub.history import encode_cursor, history_query
 from hub.models import Base, Block, Complaint, Conversation, Customer, Identity, utcnow
+from tests.peers.databases import RUN, connect_admin, postgres_url
 
 
 async def test_the_migrations_build_exactly_the_schema_the_models_describe(hub: Hub):
@@ -99,3 +104,35 @@ async def test_every_console_and_api_lookup_uses_an_index(hub: Hub, name):
 
     assert index in plan, plan
     assert "SCAN" not in plan.replace(f"SCAN {index}", ""), plan
+
+
+async def test_several_hub_processes_migrating_one_new_postgresql_database_at_once_all_succeed(
+    database_url: str,
+):
+    if not database_url.startswith("postgresql"):
+        pytest.skip("the migration lock is PostgreSQL's (one SQLite file has one hub process)")
+    name = f"omnihub_{RUN}_{uuid.uuid4().hex[:8]}"
+    admin = await connect_admin()
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    try:
+        migrating = [
+            await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-c",
+                f"from hub.db import migrate_sync; migrate_sync({postgres_url(name)!r})",
+                stderr=asyncio.subprocess.PIPE,
+            )
+            for _ in range(3)
+        ]
+        outcomes = [await process.communicate() for process in migrating]
+    finally:
+        admin = await connect_admin()
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+    assert [process.returncode for process in migrating] == [0, 0, 0], [e for _, e in outcomes]

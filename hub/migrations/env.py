@@ -3,6 +3,7 @@
 import asyncio
 
 from alembic import context
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from hub.db import create_engine
@@ -10,6 +11,7 @@ from hub.models import Base
 
 config = context.config
 target_metadata = Base.metadata
+MIGRATION_LOCK = 0x0A11_0B0B  # any constant of ours, the same in every process
 
 
 def run_with(connection: Connection) -> None:
@@ -20,6 +22,10 @@ def run_with(connection: Connection) -> None:
         compare_type=True,
     )
     with context.begin_transaction():
+        if connection.dialect.name == "postgresql":
+            # Several hub processes starting at once: one migrates, the others wait
+            # for it and then find nothing left to do.
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
         context.run_migrations()
 
 
