@@ -1,0 +1,109 @@
+"""Campaign e-mail, rendered without the e-mail library's header machinery.
+
+`BulkSmtpSender` is `SmtpSender` with a faster `render` for the one shape a
+campaign message has: From, To, Subject, Date, Message-ID, MIME-Version, the
+copied headers (List-Unsubscribe, List-Unsubscribe-Post), and a text part or
+text and HTML as multipart/alternative, each UTF-8 quoted-printable (RFC 2045;
+`binascii.b2a_qp`, so every line stays within 76 characters and the body is
+7-bit). `EmailMessage` spends about 2 ms a message on header objects a
+campaign of 100,000 would build 1.7 million times.
+
+Nothing is trusted more than in `SmtpSender.render`: the recipient is checked
+by `check_recipient`, the subject made safe by `render_subject` and, when not
+plain ASCII, encoded by RFC 2047 (`email.header.Header`); copied headers pass
+`copied_headers`. A message this shape cannot carry safely (a header value
+that is not ASCII, a subject over 900 characters) is rendered by
+`SmtpSender.render` instead.
+"""
+
+from __future__ import annotations
+
+import binascii
+import secrets
+from datetime import UTC, datetime
+from email.header import Header
+from email.utils import format_datetime
+
+from channels.email.sending import (
+    POLICY,
+    SmtpSender,
+    check_recipient,
+    copied_headers,
+    render_subject,
+)
+from hub.values import Outbound
+
+MAX_SUBJECT = 900  # well within RFC 5322's 998 characters a line, once encoded
+
+
+class BulkSmtpSender(SmtpSender):
+    """An `SmtpSender` that renders the campaign shape of message quickly."""
+
+    def render(self, outbound: Outbound, message_id: str, reply_to: str | None = None) -> bytes:
+        fast = None if reply_to else render_bulk(outbound, self._from_header(), message_id)
+        return fast if fast is not None else super().render(outbound, message_id, reply_to)
+
+    def _from_header(self) -> str:
+        cached = getattr(self, "_from", None)
+        if cached is None:
+            cached = POLICY.header_factory("From", str(self.sender)).fold(policy=POLICY)
+            cached = cached.split(":", 1)[1].strip()
+            self._from = cached
+        return cached
+
+
+def render_bulk(outbound: Outbound, sender: str, message_id: str) -> bytes | None:
+    """The message as bytes (CRLF lines), or None when it needs the full renderer."""
+    subject = _subject(outbound.subject)
+    extra = copied_headers(outbound.headers)
+    if subject is None or not all(value.isascii() for value in extra.values()):
+        return None
+    lines = [
+        f"From: {sender}",
+        f"To: {check_recipient(outbound.recipient)}",
+        *([f"Subject: {subject}"] if subject else []),
+        f"Date: {format_datetime(datetime.now(UTC))}",
+        f"Message-ID: {message_id}",
+        *(f"{name}: {value}" for name, value in extra.items()),
+        "MIME-Version: 1.0",
+    ]
+    if outbound.html:
+        boundary = f"=_omnihub_{secrets.token_hex(12)}"  # "=_" never occurs in QP text
+        lines += [
+            f'Content-Type: multipart/alternative; boundary="{boundary}"',
+            "",
+            f"--{boundary}",
+            *_part("plain", outbound.text),
+            f"--{boundary}",
+            *_part("html", outbound.html),
+            f"--{boundary}--",
+            "",
+        ]
+    else:
+        lines += _part("plain", outbound.text)
+    return "\r\n".join(lines).encode("ascii")
+
+
+def _subject(subject: str | None) -> str | None:
+    """The encoded subject, "" for none, or None when it is too long for this path."""
+    if not subject:
+        return ""
+    safe = render_subject(subject)
+    if len(safe) > MAX_SUBJECT:
+        return None
+    if safe.isascii():
+        return safe
+    return Header(safe, "utf-8", header_name="Subject").encode(linesep="\r\n")
+
+
+def _part(subtype: str, text: str) -> list[str]:
+    text = text.replace("\r\n", "\n")
+    if not text.endswith("\n"):
+        text += "\n"  # as `EmailMessage.set_content` ends every part
+    body = binascii.b2a_qp(text.encode("utf-8"), quotetabs=False, istext=True).decode("ascii")
+    return [
+        f'Content-Type: text/{subtype}; charset="utf-8"',
+        "Content-Transfer-Encoding: quoted-printable",
+        "",
+        body.replace("\n", "\r\n"),
+    ]

@@ -1,0 +1,218 @@
+"""The hand-off (a campaign's exactly-once commit point) and the outcome recorder.
+
+`Handover.hand(row)` is one autocommitted UPDATE on a connection of its own,
+sent to the driver directly (one round trip, no ORM, no transaction around
+it), because it is the only database work done per message while a message
+is on its way. It is conditional: a row cancelled or reclaimed since this
+worker claimed it is refused (`HandoverRefusedError`), and nothing is sent.
+
+`OutcomeRecorder` writes outcomes in group commits (up to `FLUSH_ROWS`, or
+every `FLUSH_SECONDS`), each only onto a row still in flight, so that a row
+cancelled meanwhile stays cancelled and one a later holder marked `unknown`
+stays unknown. Outcomes other than `sent` get a history entry; a recipient
+refused by the provider is blocked with the reason it gave.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from sqlalchemy import bindparam, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from hub.audit import record
+from hub.blocks import do_add_block
+from hub.campaigns.messages import outcome_entry
+from hub.context import Hub, Work
+from hub.gate import ADDRESS_KIND
+from hub.models import OutboxMessage
+
+FLUSH_ROWS = 100  # outcomes per group commit, at most
+FLUSH_SECONDS = 0.05
+
+
+class HandoverRefusedError(Exception):
+    """The row is no longer this worker's to send (cancelled, or reclaimed)."""
+
+
+class Handover:
+    SQL: ClassVar[dict[str, str]] = {
+        "sqlite": "UPDATE outbox SET status = 'handed' WHERE id = ? AND claimed_by = ? "
+        "AND status IN ('sending', 'handed')",
+        "postgresql": "UPDATE outbox SET status = 'handed' WHERE id = $1 AND claimed_by = $2 "
+        "AND status IN ('sending', 'handed')",
+    }
+
+    def __init__(self, connection: AsyncConnection, worker: str) -> None:
+        self.connection = connection
+        self.worker = worker
+        self.dialect = connection.dialect.name
+        self._driver: Any = None
+
+    async def __aenter__(self) -> Handover:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        # The connection goes back to the pool: leave it as durable as it came.
+        if self._driver is not None and self.dialect == "postgresql":
+            try:
+                await self._driver.execute("RESET synchronous_commit")
+            except Exception:  # a broken connection: the pool must not hand it out again
+                await self.connection.invalidate()
+
+    async def hand(self, row_id: int) -> None:
+        driver = await self._connect()
+        if self.dialect == "postgresql":
+            status = await driver.execute(self.SQL["postgresql"], row_id, self.worker)
+            changed = int(status.split()[-1])
+        else:
+            cursor = await driver.execute(self.SQL["sqlite"], (row_id, self.worker))
+            changed = cursor.rowcount
+            await cursor.close()
+        if changed != 1:
+            raise HandoverRefusedError(f"outbox row {row_id} is no longer {self.worker}'s to send")
+
+    async def _connect(self) -> Any:
+        if self._driver is None:
+            raw = await self.connection.get_raw_connection()
+            self._driver = raw.driver_connection
+            if self.dialect == "postgresql":
+                # The hand-off must outlive this process, not a crash of the database
+                # server: it does not wait for the WAL flush, as SQLite's
+                # synchronous=NORMAL does not. Its commit is visible to every other
+                # session, the holder that takes over included, at once.
+                await self._driver.execute("SET synchronous_commit TO off")
+        return self._driver
+
+
+@dataclass
+class Outcome:
+    row_id: int
+    status: str
+    customer_id: int | None
+    channel: str
+    recipient: str
+    values: dict[str, Any] = field(default_factory=dict)
+    summary: str | None = None  # a history entry, for outcomes other than sent
+    block_reason: str | None = None
+
+
+_LAST = Outcome(0, "", None, "", "")
+
+
+class OutcomeRecorder:
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self.outcomes: asyncio.Queue[Outcome] = asyncio.Queue()
+
+    async def put(self, outcome: Outcome) -> None:
+        await self.outcomes.put(outcome)
+
+    async def finish(self) -> None:
+        """Ask `run` to write what it has and end."""
+        await self.outcomes.put(_LAST)
+
+    async def run(self) -> None:
+        finished = False
+        while not finished:
+            group = [await self.outcomes.get()]
+            deadline = time.monotonic() + FLUSH_SECONDS
+            while len(group) < FLUSH_ROWS:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                try:
+                    group.append(await asyncio.wait_for(self.outcomes.get(), left))
+                except TimeoutError:
+                    break
+            finished = any(o is _LAST for o in group)
+            await self._flush([o for o in group if o is not _LAST])
+
+    async def _flush(self, group: list[Outcome]) -> None:
+        if not group:
+            return
+        by_kind: dict[tuple[str, tuple[str, ...]], list[Outcome]] = {}
+        for outcome in group:
+            kind = (outcome.status, tuple(sorted(outcome.values)))
+            by_kind.setdefault(kind, []).append(outcome)
+        table = OutboxMessage.__table__
+        async with self.hub.work() as work:
+            connection = await work.session.connection()
+            for (status, names), outcomes in by_kind.items():
+                statement = (
+                    update(table)
+                    .where(
+                        table.c.id == bindparam("row_id"),
+                        or_(table.c.status == "sending", table.c.status == "handed"),
+                    )
+                    .values(
+                        status=status, lease_until=None, **{n: bindparam(f"v_{n}") for n in names}
+                    )
+                )
+                parameters = [
+                    {"row_id": o.row_id, **{f"v_{n}": o.values[n] for n in names}} for o in outcomes
+                ]
+                await connection.execute(statement, parameters)
+            for outcome in group:
+                await self._side_effects(work, outcome)
+
+    async def _side_effects(self, work: Work, outcome: Outcome) -> None:
+        if outcome.block_reason is not None:
+            await do_add_block(
+                work,
+                None,
+                ADDRESS_KIND[outcome.channel],
+                outcome.recipient,
+                outcome.block_reason,
+                self.hub.settings.default_region,
+                note=f"refused by the provider: {outcome.values.get('last_error')}",
+            )
+        if outcome.summary is not None and outcome.customer_id is not None:
+            entry = outcome_entry(
+                outcome.customer_id, outcome.channel, outcome.recipient, None, outcome.summary
+            )
+            work.session.add(entry)
+
+
+async def recover_rows(hub: Hub, campaign_id: int, holder: str) -> None:
+    """Rows a dead holder left, for the new holder: handed ones may have gone out
+    (`unknown`, never sent again), the rest never did (`queued` again)."""
+    async with hub.work() as work:
+        mine = OutboxMessage.campaign_id == campaign_id
+        handed = list(
+            await work.session.scalars(
+                select(OutboxMessage).where(mine, OutboxMessage.status == "handed")
+            )
+        )
+        for row in handed:
+            row.status = "unknown"
+            row.lease_until = None
+            row.last_error = (
+                "the sender stopped while handing this message over; it may have gone "
+                "out, so it is not sent again"
+            )
+            if row.customer_id is not None:
+                summary = "delivery unknown: " + row.last_error
+                work.session.add(
+                    outcome_entry(row.customer_id, row.channel, row.recipient, campaign_id, summary)
+                )
+        requeued = await work.session.execute(
+            update(OutboxMessage)
+            .where(mine, OutboxMessage.status == "sending")
+            .values(status="queued", lease_until=None, claimed_by=None)
+            .execution_options(synchronize_session=False)
+        )
+        if handed or requeued.rowcount:
+            record(
+                work.session,
+                None,
+                "campaign.resumed",
+                "campaign",
+                campaign_id,
+                unknown=len(handed),
+                requeued=requeued.rowcount,
+                holder=holder,
+            )

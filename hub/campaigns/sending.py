@@ -1,0 +1,505 @@
+"""Sending a campaign: one outbox row per recipient, each sent exactly once, resumable.
+
+One sender holds a campaign at a time: `holder` and `holder_until` on the
+campaign row, taken only when free or expired and renewed while it runs
+(OUTBOX_LEASE_SECONDS). The holder runs
+
+    producer   pages through the segment by customer id: reads a page, asks
+               the gate about it (`check_many`) and renders it (templates
+               compiled once), then writes in ONE transaction the outbox rows
+               (key `campaign:<id>:<customer id>`, `queued`, or `blocked` with
+               the reasons), one history entry per message, and the cursor
+               `enqueued_through`, moved only from where this holder left it.
+               Redoing a page after a crash inserts nothing twice.
+    workers    one per connection: claim a batch of the campaign's queued rows,
+               ask the gate again for the whole batch, send row by row at the
+               configured rate, and record outcomes in group commits.
+
+Progress is the per-recipient outbox, never a cursor that moves before the
+server accepted a message. A row moves
+
+    queued ──claim──> sending ──hand-off──> handed ──> sent | failed | queued (4xx, backoff)
+                         │                    │
+                         │ crash: back to     │ crash: `unknown` (it may have gone
+                         │ queued, resent     │ out), never sent again
+                         └── cancel: cancelled
+
+The hand-off is the commit point. It is one autocommitted UPDATE of that row,
+conditional on this worker still holding it as `sending` (so a cancelled or
+reclaimed row is never handed), made at the last moment before the message
+can leave: for SMTP between the server's 354 go-ahead and the content (see
+`SmtpSender.send_staged`), for other senders just before `send`. A row
+not yet handed is safe to send again after a crash; a handed one is not, so
+the holder that takes over marks it `unknown`. A kill between the hand-off and
+the content leaving (the time the event loop takes to resume the worker: the
+producer yields every `YIELD_EVERY` renders) therefore costs that one message
+as `unknown`; nothing is ever sent twice. Outcomes after the hand-off are
+recorded in groups (`handover.OutcomeRecorder`): losing them to a crash only
+turns `sent` into `unknown`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import func, or_, select, update
+
+from hub.audit import record
+from hub.campaigns.approval import compile_content
+from hub.campaigns.content import CompiledContent
+from hub.campaigns.handover import (
+    Handover,
+    HandoverRefusedError,
+    Outcome,
+    OutcomeRecorder,
+    recover_rows,
+)
+from hub.campaigns.messages import build_entry, build_row, outbound_of
+from hub.campaigns.preview import recipient_of
+from hub.campaigns.segments import Member, find_members
+from hub.context import Hub
+from hub.db import insert_for
+from hub.delivery import (
+    PermanentDeliveryError,
+    RecipientRefusedError,
+    Sender,
+    UnknownDeliveryError,
+)
+from hub.errors import ConflictError, NotFoundError
+from hub.gate import Recipient, check_many
+from hub.models import Campaign, Interaction, OutboxMessage, utcnow
+
+log = logging.getLogger(__name__)
+
+PAGE = 500  # recipients the producer writes per transaction
+BATCH = 100  # rows a worker claims at once
+AHEAD = 4 * PAGE  # queued rows the producer keeps ready, at most, beyond the claimed ones
+YIELD_EVERY = 20  # recipients the producer renders between yields to the event loop
+IDLE_SECONDS = 0.5
+MAX_IDLE_SECONDS = 30.0
+BACKOFF_SECONDS = 30
+
+
+class HoldLostError(Exception):
+    """Another sender holds the campaign now, or it was cancelled: stop at once."""
+
+
+class Pacer:
+    """At most `rate` messages per second across every worker (0: no limit)."""
+
+    def __init__(self, rate: float) -> None:
+        self.interval = 1.0 / rate if rate > 0 else 0.0
+        self.next_at = time.monotonic()
+
+    async def wait(self) -> None:
+        if not self.interval:
+            return
+        now = time.monotonic()
+        slot = max(self.next_at, now)
+        self.next_at = slot + self.interval
+        if slot > now:
+            await asyncio.sleep(slot - now)
+
+
+def holder_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+class CampaignSender:
+    """Runs one campaign to its end (or until cancelled) over `senders`, one per connection."""
+
+    def __init__(
+        self,
+        hub: Hub,
+        senders: Sequence[Sender],
+        *,
+        name: str | None = None,
+        rate: float | None = None,
+        page: int = PAGE,
+        batch: int = BATCH,
+    ) -> None:
+        if not senders:
+            raise ValueError("a campaign needs at least one sender")
+        self.hub = hub
+        self.senders = list(senders)
+        self.name = name or holder_name()
+        self.pacer = Pacer(hub.settings.campaign_rate if rate is None else rate)
+        self.page = page
+        self.batch = batch
+        self.lease = timedelta(seconds=hub.settings.outbox_lease_seconds)
+        self.stop = asyncio.Event()
+        self.produced = asyncio.Event()
+        self.backlog = 0  # rows queued by the producer and not yet claimed
+        self.producing = True
+        self.recorder = OutcomeRecorder(hub)
+
+    async def run(self, campaign_id: int) -> None:
+        """Send the campaign; raises ConflictError when it is not sending or held elsewhere."""
+        campaign = await self._take(campaign_id)
+        await recover_rows(self.hub, campaign.id, self.name)
+        await self._wait_for_schedule(campaign)
+        content = compile_content(campaign)
+        recorder = asyncio.create_task(self.recorder.run(), name="campaign recorder")
+        keeper = asyncio.create_task(self._keep_hold(campaign.id), name="campaign hold")
+        tasks = [asyncio.create_task(self._produce(campaign, content), name="campaign producer")]
+        tasks += [
+            asyncio.create_task(self._work(campaign, sender, n), name=f"campaign worker {n}")
+            for n, sender in enumerate(self.senders)
+        ]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        finally:
+            # Whatever ended first, the others finish the message in hand and stop.
+            self.stop.set()
+            await asyncio.wait(tasks)
+            keeper.cancel()
+            await self.recorder.finish()
+            await recorder
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
+        await self._finish(campaign.id)
+        for task in tasks:
+            error = task.exception()
+            if isinstance(error, HoldLostError):
+                log.warning("campaign %s: cancelled, or another sender holds it", campaign_id)
+            elif error is not None:
+                raise error
+
+    # The hold on the campaign.
+
+    async def _take(self, campaign_id: int) -> Campaign:
+        now = utcnow()
+        async with self.hub.work() as work:
+            taken = await work.session.execute(
+                update(Campaign)
+                .where(
+                    Campaign.id == campaign_id,
+                    Campaign.status == "sending",
+                    or_(
+                        Campaign.holder.is_(None),
+                        Campaign.holder_until < now,
+                        Campaign.holder == self.name,
+                    ),
+                )
+                .values(holder=self.name, holder_until=now + self.lease)
+                .execution_options(synchronize_session=False)
+            )
+            campaign = await work.session.get(Campaign, campaign_id, populate_existing=True)
+        if campaign is None:
+            raise NotFoundError(f"no campaign {campaign_id}")
+        if taken.rowcount != 1:
+            if campaign.status != "sending":
+                raise ConflictError(f"campaign {campaign_id} is {campaign.status}, not sending")
+            raise ConflictError(f"campaign {campaign_id} is being sent by {campaign.holder}")
+        return campaign
+
+    async def _keep_hold(self, campaign_id: int) -> None:
+        while not self.stop.is_set():
+            await asyncio.sleep(self.lease.total_seconds() / 3)
+            if not await self._renew(campaign_id):
+                self.stop.set()
+                return
+
+    async def _renew(self, campaign_id: int) -> bool:
+        async with self.hub.work() as work:
+            renewed = await work.session.execute(
+                update(Campaign)
+                .where(
+                    Campaign.id == campaign_id,
+                    Campaign.holder == self.name,
+                    Campaign.status == "sending",
+                )
+                .values(holder_until=utcnow() + self.lease)
+                .execution_options(synchronize_session=False)
+            )
+        return renewed.rowcount == 1
+
+    async def _wait_for_schedule(self, campaign: Campaign) -> None:
+        while campaign.scheduled_at is not None and campaign.scheduled_at > utcnow():
+            wait = (campaign.scheduled_at - utcnow()).total_seconds()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stop.wait(), min(wait, self.lease.total_seconds() / 3))
+            if self.stop.is_set() or not await self._renew(campaign.id):
+                raise HoldLostError
+
+    async def _finish(self, campaign_id: int) -> None:
+        """Done when nothing of it is left to send; the hold is released either way."""
+        async with self.hub.work() as work:
+            left = await work.session.scalar(
+                select(func.count()).where(
+                    OutboxMessage.campaign_id == campaign_id,
+                    OutboxMessage.status.in_(("queued", "sending", "handed")),
+                )
+            )
+            campaign = await work.session.get(Campaign, campaign_id, populate_existing=True)
+            if campaign is None or campaign.holder != self.name:
+                return
+            campaign.holder, campaign.holder_until = None, None
+            if campaign.status == "sending" and campaign.enqueue_done and not left:
+                campaign.status = "done"
+                campaign.finished_at = utcnow()
+                record(work.session, None, "campaign.done", "campaign", campaign_id)
+                work.emit("campaign.changed", campaign_id=campaign_id, status="done")
+
+    # The producer: the segment, page by page, into the outbox.
+
+    async def _produce(self, campaign: Campaign, content: CompiledContent) -> None:
+        try:
+            while not self.stop.is_set():
+                while self.backlog >= AHEAD and not self.stop.is_set():
+                    self.produced.clear()
+                    await self._pause()
+                if self.stop.is_set() or not await self._produce_page(campaign, content):
+                    return
+                self.produced.set()
+        finally:
+            self.producing = False
+            self.produced.set()
+
+    async def _pause(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.produced.wait(), IDLE_SECONDS)
+
+    async def _produce_page(self, campaign: Campaign, content: CompiledContent) -> bool:
+        """Queue the next page of recipients; False when the segment is exhausted.
+
+        The page is read, gated and rendered before the write transaction, which then
+        only inserts: on SQLite a writer holds the one write lock, which the workers'
+        hand-offs wait for.
+        """
+        async with self.hub.sessions() as session:
+            state = await session.get(Campaign, campaign.id)
+            if state is None or state.holder != self.name or state.status != "sending":
+                raise HoldLostError
+            if state.enqueue_done:
+                return False
+            after = state.enqueued_through
+            members = await find_members(
+                session, campaign.segment, campaign.channel, after, self.page
+            )
+            reachable = [m for m in members if m.address]
+            recipients = [recipient_of(campaign.channel, m) for m in reachable]
+            decisions = await check_many(session, recipients, "marketing", self.hub.policy)
+        rows, entries = await self._rows(campaign, content, reachable, decisions)
+        async with self.hub.work() as work:
+            # Only from where this holder left off: the cursor and the rows move together.
+            moved = await work.session.execute(
+                update(Campaign)
+                .where(
+                    Campaign.id == campaign.id,
+                    Campaign.holder == self.name,
+                    Campaign.status == "sending",
+                    Campaign.enqueued_through == after,
+                )
+                .values(
+                    enqueued_through=members[-1].customer_id if members else after,
+                    enqueue_done=not members,
+                )
+                .execution_options(synchronize_session=False)
+            )
+            if moved.rowcount != 1:
+                raise HoldLostError
+            if rows:
+                connection = await work.session.connection()
+                insert = insert_for(work.session)
+                await connection.execute(
+                    insert(OutboxMessage.__table__).on_conflict_do_nothing(
+                        index_elements=["idempotency_key"]
+                    ),
+                    rows,
+                )
+                await connection.execute(
+                    insert(Interaction.__table__).on_conflict_do_nothing(
+                        index_elements=["channel", "external_id"]
+                    ),
+                    entries,
+                )
+        self.backlog += sum(1 for row in rows if row["status"] == "queued")
+        return bool(members)
+
+    async def _rows(
+        self,
+        campaign: Campaign,
+        content: CompiledContent,
+        members: list[Member],
+        decisions: list[Any],
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        now = utcnow()
+        rows, entries = [], []
+        for n, (member, decision) in enumerate(zip(members, decisions, strict=True)):
+            if n % YIELD_EVERY == 0:
+                # A worker's hand-off resumes only when the loop is free: rendering a
+                # whole page in one go would hold a handed message back from leaving.
+                await asyncio.sleep(0)
+            row = build_row(self.hub.settings, campaign, content, member, now)
+            if not decision.allowed and row["status"] == "queued":
+                row.update(status="blocked", blocked_reasons=list(decision.reasons))
+            rows.append(row)
+            entries.append(build_entry(campaign, member, row, now))
+        return rows, entries
+
+    # The workers: claim, gate, hand over, send.
+
+    async def _work(self, campaign: Campaign, sender: Sender, number: int) -> None:
+        worker = f"{self.name}/{number}"
+        async with (
+            self.hub.engine.connect() as connection,
+            Handover(connection, worker) as handover,
+        ):
+            idle = IDLE_SECONDS
+            while not self.stop.is_set():
+                rows = await self._claim(campaign.id, worker)
+                if rows:
+                    idle = IDLE_SECONDS
+                    await self._send_batch(rows, sender, handover)
+                    continue
+                if not self.producing and not await self._has_waiting(campaign.id):
+                    return
+                # Nothing due: the producer is behind, or rows wait for their retry.
+                self.produced.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.produced.wait(), idle)
+                if not self.producing:
+                    idle = min(idle * 2, MAX_IDLE_SECONDS)
+
+    async def _has_waiting(self, campaign_id: int) -> bool:
+        async with self.hub.sessions() as session:
+            waiting = await session.scalar(
+                select(func.count()).where(
+                    OutboxMessage.campaign_id == campaign_id, OutboxMessage.status == "queued"
+                )
+            )
+        return bool(waiting)
+
+    async def _claim(self, campaign_id: int, worker: str) -> list[dict[str, Any]]:
+        now = utcnow()
+        due = (
+            select(OutboxMessage.id)
+            .where(
+                OutboxMessage.campaign_id == campaign_id,
+                OutboxMessage.status == "queued",
+                OutboxMessage.next_attempt_at <= now,
+            )
+            .order_by(OutboxMessage.id)
+            .limit(self.batch)
+            .with_for_update(skip_locked=True)
+        )
+        claim = (
+            update(OutboxMessage)
+            .where(OutboxMessage.id.in_(due.scalar_subquery()))
+            .values(
+                status="sending",
+                lease_until=now + self.lease,
+                claimed_by=worker,
+                attempts=OutboxMessage.attempts + 1,
+            )
+            .returning(
+                OutboxMessage.id,
+                OutboxMessage.channel,
+                OutboxMessage.recipient,
+                OutboxMessage.customer_id,
+                OutboxMessage.payload,
+                OutboxMessage.attempts,
+                OutboxMessage.idempotency_key,
+            )
+        )
+        async with self.hub.work() as work:
+            rows = [dict(row._mapping) for row in await work.session.execute(claim)]
+        self.backlog = max(0, self.backlog - len(rows))
+        self.produced.set()  # room for the producer
+        return sorted(rows, key=lambda row: row["id"])
+
+    async def _send_batch(
+        self, rows: list[dict[str, Any]], sender: Sender, handover: Handover
+    ) -> None:
+        recipients = [Recipient(r["customer_id"], r["channel"], r["recipient"]) for r in rows]
+        async with self.hub.sessions() as session:
+            decisions = await check_many(session, recipients, "marketing", self.hub.policy)
+        for row, decision in zip(rows, decisions, strict=True):
+            if self.stop.is_set():
+                return  # the rest stay `sending`: the next holder sends them
+            if not decision.allowed:
+                await self._outcome(
+                    row,
+                    "blocked",
+                    "blocked: " + ", ".join(decision.reasons),
+                    blocked_reasons=list(decision.reasons),
+                )
+                continue
+            await self.pacer.wait()
+            await self._send_one(row, sender, handover)
+
+    async def _send_one(self, row: dict[str, Any], sender: Sender, handover: Handover) -> None:
+        outbound = outbound_of(row)
+        try:
+            staged = getattr(sender, "send_staged", None)
+            if staged is not None:
+                receipt = await staged(outbound, lambda: handover.hand(row["id"]))
+            else:
+                await handover.hand(row["id"])
+                receipt = await sender.send(outbound)
+        except HandoverRefusedError:
+            return  # cancelled or reclaimed since it was claimed: not ours to send
+        except RecipientRefusedError as error:
+            await self._outcome(
+                row,
+                "failed",
+                f"failed: {error}",
+                last_error=str(error),
+                block_reason=error.block_reason,
+            )
+        except PermanentDeliveryError as error:
+            await self._outcome(row, "failed", f"failed: {error}", last_error=str(error))
+        except UnknownDeliveryError as error:
+            await self._outcome(row, "unknown", f"delivery unknown: {error}", last_error=str(error))
+        except Exception as error:  # transient, or a bug: retried later, as the dispatcher does
+            await self._retry(row, f"{type(error).__name__}: {error}")
+        else:
+            await self._outcome(
+                row, "sent", None, provider_id=receipt.provider_id, sent_at=utcnow()
+            )
+
+    async def _retry(self, row: dict[str, Any], error: str) -> None:
+        if row["attempts"] >= self.hub.settings.outbox_max_attempts:
+            await self._outcome(
+                row, "failed", f"failed after {row['attempts']} attempts: {error}", last_error=error
+            )
+            return
+        delay = BACKOFF_SECONDS * 2 ** (row["attempts"] - 1)
+        await self._outcome(
+            row,
+            "queued",
+            None,
+            last_error=error,
+            next_attempt_at=utcnow() + timedelta(seconds=delay),
+        )
+
+    async def _outcome(
+        self,
+        row: dict[str, Any],
+        status: str,
+        summary: str | None,
+        block_reason: str | None = None,
+        **values: Any,
+    ) -> None:
+        await self.recorder.put(
+            Outcome(
+                row["id"],
+                status,
+                row["customer_id"],
+                row["channel"],
+                row["recipient"],
+                values,
+                summary,
+                block_reason,
+            )
+        )
