@@ -1,0 +1,102 @@
+"""How often one may guess a password: failed sign-ins per e-mail and per client address.
+
+    key                 allowed failures        window
+    e-mail (casefold)   PER_EMAIL  (5)          WINDOW_SECONDS (15 min)
+    client address      PER_ADDRESS (30)        WINDOW_SECONDS
+
+Only failures count; a success forgets the e-mail's failures (not the
+address's: one address guessing many accounts stays slowed). Past the limit a
+sign-in is refused with 429 and Retry-After before the password is even
+checked, so a correct guess cannot be told apart while limited. The counts
+live in the process: with N hub processes behind a balancer an attacker gets
+at most N times the limit, still far below what guessing needs.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from fastapi import HTTPException, Request
+
+PER_EMAIL = 5
+PER_ADDRESS = 30
+WINDOW_SECONDS = 15 * 60
+SWEEP_AT = 100_000  # keys kept before the expired ones are swept out
+
+
+@dataclass
+class SigninLimits:
+    per_email: int = PER_EMAIL
+    per_address: int = PER_ADDRESS
+    window: float = WINDOW_SECONDS
+    clock: Callable[[], float] = time.monotonic
+    _failures: dict[str, deque[float]] = field(default_factory=dict)
+
+    def retry_after(self, email: str, address: str) -> int | None:
+        """Seconds until this sign-in may be tried again, or None when it may be now."""
+        now = self.clock()
+        keys = ((_email_key(email), self.per_email), (_address_key(address), self.per_address))
+        longest = max(self._wait(key, limit, now) for key, limit in keys)
+        return math.ceil(longest) if longest > 0 else None
+
+    def record_failure(self, email: str, address: str) -> None:
+        now = self.clock()
+        if len(self._failures) >= SWEEP_AT:
+            self._sweep(now)
+        for key in (_email_key(email), _address_key(address)):
+            self._failures.setdefault(key, deque()).append(now)
+
+    def record_success(self, email: str) -> None:
+        self._failures.pop(_email_key(email), None)
+
+    def _wait(self, key: str, limit: int, now: float) -> float:
+        failures = self._failures.get(key)
+        if failures is None:
+            return 0.0
+        while failures and failures[0] <= now - self.window:
+            failures.popleft()
+        if len(failures) < limit:
+            return 0.0
+        return max(failures[-limit] + self.window - now, 1.0)
+
+    def _sweep(self, now: float) -> None:
+        """Forget keys whose failures are all older than the window (memory stays bounded)."""
+        for key in [k for k, f in self._failures.items() if not f or f[-1] <= now - self.window]:
+            del self._failures[key]
+
+
+def _email_key(email: str) -> str:
+    return "e:" + email.strip().casefold()
+
+
+def _address_key(address: str) -> str:
+    return "a:" + address
+
+
+def limits_of(request: Request) -> SigninLimits:
+    return request.app.state.signin_limits
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def check_signin_allowed(request: Request, email: str) -> None:
+    """Refuse with 429 and Retry-After while the e-mail or the address is limited."""
+    wait = limits_of(request).retry_after(email, client_address(request))
+    if wait is not None:
+        raise HTTPException(
+            429, "too many failed sign-ins; try again later", headers={"Retry-After": str(wait)}
+        )
+
+
+def record_signin(request: Request, email: str, succeeded: bool) -> None:
+    limits = limits_of(request)
+    if succeeded:
+        limits.record_success(email)
+    else:
+        limits.record_failure(email, client_address(request))
