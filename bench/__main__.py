@@ -37,7 +37,7 @@ class Benchmark:
     name: str
     small: list[str] = field(default_factory=list)
     full: list[str] = field(default_factory=list)
-    postgres: bool = True  # takes --postgres
+    postgres: bool = True  # takes --postgres (False: runs on one engine, as its issue says)
 
     @property
     def module(self) -> str:
@@ -45,14 +45,30 @@ class Benchmark:
 
 
 BENCHMARKS = (
+    Benchmark("campaign", small=["--recipients", "10000"]),
     Benchmark("history", small=["--rows", "20000", "--repeat", "100", "--warmup", "10"]),
     Benchmark("gate", small=["--recipients", "10000", "--repeat", "3"]),
     Benchmark("email_intake", small=["--messages", "500"]),
     Benchmark("chat", small=["--clients", "100", "--seconds", "5"], postgres=False),
     Benchmark(
+        "fanout",
+        small=["--consoles", "50", "--chats", "500", "--events", "50"],
+        postgres=False,
+    ),
+    Benchmark(
+        "intake", small=["--rates", "10", "20", "--seconds", "3"], full=[], postgres=False
+    ),
+    Benchmark(
+        "live_path",
+        small=["--recipients", "5000", "--seconds", "5", "--rate", "10"],
+        postgres=False,
+    ),
+    Benchmark(
         "lookup",
         small=["--customers", "100000", "--small-customers", "1000", "--repeat", "300"],
     ),
+    Benchmark("kpis", small=["--history", "200000", "--repeat", "5", "--warmup", "1"]),
+    Benchmark("console_latency", small=["--contacts", "50"]),
 )
 
 

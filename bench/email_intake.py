@@ -70,6 +70,7 @@ from hub.db import migrate
 from hub.mailboxes import get_mailbox_state
 from hub.models import Attachment, Conversation, Customer, Interaction, RawMessage
 from hub.settings import load_settings
+from routing.engine import install_router
 from tests.peers.dovecot import Dovecot, ensure_dovecot, running_dovecot
 
 GOAL = 0.5
@@ -279,6 +280,7 @@ async def fresh_hub(arguments: argparse.Namespace) -> AsyncIterator[Hub]:
     async with scratch_database(arguments.database_url, arguments.postgres) as url:
         await migrate(url)
         hub = Hub.create(load_settings(_env_file=None, database_url=url))
+        install_router(hub.settings, hub)  # as `omnihub serve` routes
         try:
             yield hub
         finally:

@@ -121,6 +121,37 @@ async def find_agent_by_token(session: AsyncSession, token: str) -> Agent | None
     return api_token.agent
 
 
+async def end_sessions(session: AsyncSession, agent: Agent) -> int:
+    """End every session and API token of the agent; how many tokens were revoked.
+
+    Sessions end because their cookie carries an older epoch (`hub.session_guard`)."""
+    agent.session_epoch = (agent.session_epoch or 0) + 1
+    now = utcnow()
+    tokens = await session.scalars(
+        select(ApiToken).where(ApiToken.agent_id == agent.id, ApiToken.revoked_at.is_(None))
+    )
+    revoked = 0
+    for token in tokens:
+        token.revoked_at = now
+        revoked += 1
+    await session.flush()
+    return revoked
+
+
+async def do_change_password(session: AsyncSession, agent: Agent, password: str) -> int:
+    """Set a new password and end the agent's other sessions and tokens (count revoked)."""
+    agent.password_hash = hash_password(password)
+    return await end_sessions(session, agent)
+
+
+async def do_deactivate(session: AsyncSession, agent: Agent) -> int:
+    """Deactivate the agent: no sign-in, no session, no token works any more."""
+    agent.is_active = False
+    agent.presence = "offline"
+    agent.presence_changed_at = utcnow()
+    return await end_sessions(session, agent)
+
+
 def stamp_presence(agent: Agent, status: str) -> None:
     if status not in PRESENCES:
         raise InvalidInputError(f"status must be one of {', '.join(PRESENCES)}", field="status")

@@ -3,7 +3,13 @@
 `create_app(settings)` builds the running `Hub`, mounts the API, the console
 and the channels, maps the hub's errors to HTTP, counts every request for
 `/metrics`, runs the background work (the outbox dispatcher, the IMAP intake
-when configured) while the app lives, and closes everything when it stops.
+when configured, the routing timers) while the app lives, and closes
+everything when it stops.
+
+Around every request, outermost first: security headers
+(`hub.security_headers`), the signed session cookie, the session guard that
+empties a session ended by a password change (`hub.session_guard`). Every API
+router checks the ids in its paths against the agent's teams (`hub.scope`).
 """
 
 from __future__ import annotations
@@ -14,26 +20,39 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from time import perf_counter
 
-from fastapi import FastAPI, Request, Response
+from fastapi import Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import StatementError
 from starlette.middleware.sessions import SessionMiddleware
 
-from agent_ui import pages
+from agent_ui import campaign_pages, kpi_pages, pages
 from channels.chat import routes as chat_routes
 from channels.chat import wiring as chat
 from channels.email import wiring as email
+from channels.email.bulk import BulkSmtpSender
 from channels.sms import segments as sms_segments
 from channels.sms import webhooks as sms_webhooks
 from channels.sms.sending import TwilioSmsSender
 from channels.voice import webhooks as voice_webhooks
 from channels.webform import routes as webform_routes
 from hub.api import ROUTERS
+from hub.campaigns.job import CampaignJob
 from hub.context import Hub
 from hub.delivery import Sender
 from hub.dispatcher import Dispatcher
 from hub.errors import HubError
 from hub.leases import leased
+from hub.number_range import out_of_range_answer
+from hub.openapi_errors import document_hub_errors
+from hub.privacy.retention import retention_job
+from hub.scope import check_scope
+from hub.security_headers import SecurityHeaders
+from hub.session_guard import SessionGuard
 from hub.settings import Settings
+from hub.signin_limits import SigninLimits
+from routing.engine import install_router
+from routing.sla import timer_job
+from templates import TEMPLATE_DIR
 
 SESSION_COOKIE = "omnihub_session"
 SESSION_SECONDS = 12 * 3600
@@ -70,11 +89,29 @@ def wire_channels(settings: Settings, hub: Hub) -> Wiring:
     return wiring
 
 
+def campaign_senders(settings: Settings, wiring: Wiring, given: bool) -> dict[str, list[Sender]]:
+    """Campaigns send e-mail over OMNIHUB_CAMPAIGN_CONNECTIONS connections of their own;
+    senders a test hands in are used as they are."""
+    chosen: dict[str, list[Sender]] = {
+        channel: [sender]
+        for channel, sender in wiring.senders.items()
+        if channel in ("email", "sms")
+    }
+    if not given and "email" in chosen:
+        extra = [
+            BulkSmtpSender.from_settings(settings) for _ in range(settings.campaign_connections)
+        ]
+        chosen["email"] = list(extra)
+        wiring.closers += [sender.close for sender in extra]
+    return chosen
+
+
 def create_app(
     settings: Settings, hub: Hub | None = None, senders: dict[str, Sender] | None = None
 ) -> FastAPI:
     """The app; `senders` replaces the configured ones (tests hand in their own)."""
     running = hub or Hub.create(settings)
+    rules = install_router(settings, running)  # the rules file's errors stop start-up here
     wiring = wire_channels(settings, running)
     if senders is not None:
         wiring.senders = senders
@@ -85,6 +122,11 @@ def create_app(
         "outbox dispatcher": Dispatcher(running, wiring.senders).run,
         **wiring.jobs,
         **chat.jobs(running, chat_registry),
+        "routing timers": timer_job(running, rules, settings.routing_tick_seconds),
+        "privacy upkeep": retention_job(running),
+        "campaign sender": CampaignJob(
+            running, campaign_senders(settings, wiring, given=senders is not None)
+        ).run,
     }
 
     for name in LEASED_JOBS & jobs.keys():
@@ -105,6 +147,7 @@ def create_app(
 
     app = FastAPI(title="omnihub", version="0.1.0", lifespan=lifespan)
     app.state.hub = running
+    document_hub_errors(app)  # the hub's own 422 answers are in /openapi.json too
     app.state.chat = chat_registry
     channel_routers = (
         sms_webhooks.router,
@@ -113,10 +156,17 @@ def create_app(
         webform_routes.router,
         chat_routes.router,
     )
-    for router in (*ROUTERS, *channel_routers, pages.router):
+    pages_routers = (pages.router, campaign_pages.router, kpi_pages.router)
+    for router in ROUTERS:  # a path's ids are checked against the agent's teams first
+        app.include_router(router, dependencies=[Depends(check_scope)])
+    for router in (*channel_routers, *pages_routers):
         app.include_router(router)
     app.add_exception_handler(HubError, _hub_error)  # type: ignore[arg-type]
+    for error in (StatementError, OverflowError):  # a number too large is bad input, not a 500
+        app.add_exception_handler(error, out_of_range_answer)
     app.middleware("http")(_count_requests)
+    app.state.signin_limits = SigninLimits()
+    app.add_middleware(SessionGuard)  # inside the session middleware: it reads the session
     app.add_middleware(
         SessionMiddleware,
         secret_key=settings.secret_key or "",
@@ -125,6 +175,7 @@ def create_app(
         same_site="lax",
         https_only=settings.public_url.startswith("https://"),
     )
+    app.add_middleware(SecurityHeaders, template_dir=TEMPLATE_DIR)  # outermost: every answer
     return app
 
 

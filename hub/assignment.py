@@ -4,17 +4,27 @@ The default is deliberately simple (the `routing` package replaces it): an A
 customer's conversation goes to their key-account agent (with priority while a
 complaint is open), everyone else's with an open complaint to the service
 queue first, the rest to a queue by tier. Each decision says why it was made.
+
+Besides the decision on arrival, a router answers what the API needs of it:
+whether an agent may be given a conversation by hand (`why_not_assignable`),
+keeping its own record of such an assignment (`record_manual`), the work an
+assignment sets moving once committed (`settle`), and presence changes
+(`set_presence`). The default checks nothing and moves nothing.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hub.models import Conversation, Customer
+from hub.errors import NotFoundError
+from hub.models import Agent, Conversation, Customer, RoutingState
+
+if TYPE_CHECKING:
+    from hub.context import Hub, Work
 
 COMPLAINT_PRIORITY = 10
 TIER_QUEUES = {"A": "key_accounts", "B": "standard", "C": "pool"}
@@ -37,6 +47,22 @@ class Router(Protocol):
         customer: Customer,
         has_open_complaint: bool,
     ) -> Assignment: ...
+
+    async def why_not_assignable(
+        self, session: AsyncSession, conversation: Conversation, assignee: Agent, actor: Agent
+    ) -> str | None:
+        """Why `assignee` may not be given the conversation now, or None when they may."""
+
+    async def record_manual(
+        self, work: Work, conversation: Conversation, actor: Agent, forced: str | None
+    ) -> None:
+        """Keep the router's own record of an assignment made by hand."""
+
+    async def settle(self, hub: Hub, conversation_id: int, released_agent_id: int | None) -> None:
+        """After the commit of an assignment by hand: offer, and let the freed agent pull."""
+
+    async def set_presence(self, hub: Hub, agent_id: int, status: str) -> None:
+        """Stamp an agent's presence, emit `agent.presence_changed`, move what it concerns."""
 
 
 class DefaultRouter:
@@ -62,3 +88,44 @@ class DefaultRouter:
             return Assignment("service", None, priority, "open complaint: service first")
         queue = TIER_QUEUES.get(tier, "pool")
         return Assignment(queue, None, 0, f"tier {tier}: {queue}")
+
+    async def why_not_assignable(
+        self, session: AsyncSession, conversation: Conversation, assignee: Agent, actor: Agent
+    ) -> str | None:
+        return None
+
+    async def record_manual(
+        self, work: Work, conversation: Conversation, actor: Agent, forced: str | None
+    ) -> None:
+        return None
+
+    async def settle(self, hub: Hub, conversation_id: int, released_agent_id: int | None) -> None:
+        return None
+
+    async def set_presence(self, hub: Hub, agent_id: int, status: str) -> None:
+        from hub.agents import stamp_presence  # hub.agents needs hub.context, which needs us
+
+        async with hub.work() as work:
+            agent = await work.session.get(Agent, agent_id)
+            if agent is None:
+                raise NotFoundError(f"no agent {agent_id}")
+            stamp_presence(agent, status)
+            work.emit("agent.presence_changed", agent_id=agent.id, status=agent.presence)
+
+
+async def routing_view(session: AsyncSession, conversation_id: int) -> dict[str, Any] | None:
+    """How routing decided on the conversation, step by step; None when it never did."""
+    state = await session.get(RoutingState, conversation_id)
+    if state is None:
+        return None
+    return {
+        "rule": state.rule,
+        "explanation": list(state.explanation or []),
+        "waiting": state.waiting,
+        "queue": state.queue,
+        "priority": state.priority,
+        "waiting_since": state.waiting_since if state.waiting else None,
+        "next_step_at": state.widen_at,
+        "sla_due_at": state.sla_due_at,
+        "sla_breached_at": state.sla_breached_at,
+    }

@@ -32,6 +32,12 @@ import_app = typer.Typer(help="Import data.", no_args_is_help=True)
 app.add_typer(agent_app, name="agent")
 app.add_typer(token_app, name="token")
 app.add_typer(import_app, name="import")
+campaign_app = typer.Typer(help="Outbound campaigns.", no_args_is_help=True)
+app.add_typer(campaign_app, name="campaign")
+tiers_app = typer.Typer(help="Customer tiers (A, B, C).", no_args_is_help=True)
+app.add_typer(tiers_app, name="tiers")
+retention_app = typer.Typer(help="Retention of the history.", no_args_is_help=True)
+app.add_typer(retention_app, name="retention")
 
 T = TypeVar("T")
 
@@ -74,6 +80,7 @@ def serve(
 ) -> None:
     """Run the hub: API, console, channels and background work. Migrates the schema first."""
     settings = settings_or_exit()
+    _check_routing_rules_or_exit(settings)
     _migrate_or_exit(settings)
     _serve(settings, host, port, workers)
 
@@ -95,6 +102,16 @@ def _serve(settings: Settings, host: str, port: int, workers: int) -> None:
             workers=workers,
             log_level="info",
         )
+
+
+def _check_routing_rules_or_exit(settings: Settings) -> None:
+    """A wrong rules file stops the start with its file, line and problem."""
+    from routing.rules import RulesError, load_rules
+
+    try:
+        load_rules(settings.routing_rules)
+    except RulesError as error:
+        raise fail(str(error)) from None
 
 
 def _migrate_or_exit(settings: Settings) -> None:
@@ -139,6 +156,7 @@ def demo(
             smtp_tls=False,
             mail_from="omnihub demo <service@omnihub-demo.test>",
         )
+        _check_routing_rules_or_exit(settings)
         _migrate_or_exit(settings)
         logins = run_with_hub(settings, seed_demo)
         typer.echo(f"\nomnihub demo: console at http://127.0.0.1:{port}/  (API docs at /docs)")
@@ -175,6 +193,38 @@ def agent_add(
     typer.echo(f"agent {agent.id} {agent.email} ({agent.role}) created")
     if not password_stdin:
         typer.echo(f"password: {password}")
+
+
+@agent_app.command("password")
+def agent_password(email: str) -> None:
+    """Set an agent's password from the first line of stdin; ends their sessions and tokens."""
+    from hub.agents import do_change_password, get_agent
+
+    settings = settings_or_exit()
+    password = sys.stdin.readline().rstrip("\r\n")
+
+    async def change(hub: Hub) -> int:
+        async with hub.work() as work:
+            agent = await get_agent(work.session, email)
+            return await do_change_password(work.session, agent, password)
+
+    revoked = run_with_hub(settings, change)
+    typer.echo(f"password of {email} changed; sessions ended, {revoked} API tokens revoked")
+
+
+@agent_app.command("deactivate")
+def agent_deactivate(email: str) -> None:
+    """Deactivate an agent: sign-in refused, sessions and API tokens end at once."""
+    from hub.agents import do_deactivate, get_agent
+
+    settings = settings_or_exit()
+
+    async def deactivate(hub: Hub) -> int:
+        async with hub.work() as work:
+            return await do_deactivate(work.session, await get_agent(work.session, email))
+
+    revoked = run_with_hub(settings, deactivate)
+    typer.echo(f"agent {email} deactivated; sessions ended, {revoked} API tokens revoked")
 
 
 @token_app.command("create")
@@ -215,7 +265,90 @@ def import_customers_command(
     )
     for rejected in report.rejected:
         typer.echo(f"  line {rejected.line}: {rejected.reason}")
+    if report.suppressed:
+        lines = ", ".join(str(line) for line in report.suppressed)
+        typer.echo(f"  erased on request earlier, imported with marketing blocked: line {lines}")
     if report.rejected:
+        raise typer.Exit(1)
+
+
+@retention_app.command("purge")
+def retention_purge(
+    days: Annotated[
+        int | None,
+        typer.Option(min=1, help="purge history older than this (default OMNIHUB_RETENTION_DAYS)"),
+    ] = None,
+) -> None:
+    """Delete the history older than the retention period now (`hub.privacy.retention`)."""
+    from hub.privacy.retention import purge_history
+
+    settings = settings_or_exit()
+    keep = days or settings.retention_days
+    if keep is None:
+        raise fail(f"give --days N or set {ENV_PREFIX}RETENTION_DAYS; nothing was purged")
+    counts = run_with_hub(settings, lambda hub: purge_history(hub, keep))
+    typer.echo(f"purged history older than {keep} days:")
+    for name, count in counts.items():
+        typer.echo(f"  {name}: {count}")
+
+
+
+@tiers_app.command("recompute")
+def tiers_recompute(
+    shares: Annotated[
+        str, typer.Option(help="cumulative revenue shares of A, B and C, in percent")
+    ] = "80/15/5",
+) -> None:
+    """ABC analysis of revenue: store every customer's tier and report who moved.
+
+    A tier set by hand stays as it is."""
+    from routing.tiers import parse_shares, recompute_tiers
+
+    settings = settings_or_exit()
+    try:
+        split = parse_shares(shares)
+    except HubError as error:
+        raise fail(error.message) from None
+    report = run_with_hub(settings, lambda hub: recompute_tiers(hub, split))
+    counts = ", ".join(f"{tier} {report.counts[tier]}" for tier in ("A", "B", "C"))
+    typer.echo(
+        f"{report.customers} customers: {counts}; {len(report.moves)} moved, "
+        f"{report.kept_manual} set by hand kept"
+    )
+    for move in report.moves:
+        typer.echo(f"  {move.customer_id} {move.name}: {move.old or '-'} -> {move.new}")
+
+
+@campaign_app.command("send")
+def campaign_send(campaign_id: int) -> None:
+    """Send an approved campaign (or resume one that is sending), with a progress bar."""
+    from rich.progress import Progress
+
+    from hub.app import campaign_senders, wire_channels
+    from hub.campaigns.command import send_with_progress
+
+    settings = settings_or_exit()
+
+    async def send(hub: Hub) -> Any:
+        wiring = wire_channels(settings, hub)
+        senders = campaign_senders(settings, wiring, given=False)
+        try:
+            with Progress() as progress:
+                task = progress.add_task(f"campaign {campaign_id}", total=None)
+                return await send_with_progress(
+                    hub,
+                    campaign_id,
+                    senders,
+                    lambda done, total: progress.update(task, completed=done, total=total),
+                )
+        finally:
+            for close in wiring.closers:
+                await close()
+
+    counts = run_with_hub(settings, send)
+    names = ("sent", "blocked", "failed", "unknown", "cancelled", "queued")
+    typer.echo(", ".join(f"{counts[name]} {name}" for name in names))
+    if counts["queued"]:
         raise typer.Exit(1)
 
 

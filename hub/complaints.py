@@ -22,7 +22,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from hub.audit import record
 from hub.context import Work
 from hub.errors import InvalidInputError, NotFoundError
-from hub.models import Complaint, ComplaintConversation, Conversation, Customer, utcnow
+from hub.models import (
+    Agent,
+    Complaint,
+    ComplaintConversation,
+    Conversation,
+    Customer,
+    utcnow,
+)
+from hub.visibility import sees_customer
 
 STATUSES = ("open", "in_progress", "resolved")
 SEVERITIES = ("low", "normal", "high", "critical")
@@ -67,11 +75,15 @@ async def list_complaints(
     before: int | None = None,
     status: str | None = None,
     customer_id: int | None = None,
+    seen_by: Agent | None = None,
 ) -> tuple[list[Complaint], int | None]:
-    """A page of complaints, newest first, and the id to pass as `before` for the next."""
+    """A page of complaints, newest first, and the id to pass as `before` for the next;
+    with `seen_by`, only those of customers that agent may see."""
     if status is not None and status not in STATUSES:
         raise InvalidInputError(f"status must be one of {', '.join(STATUSES)}", field="status")
     statement = select(Complaint)
+    if seen_by is not None:
+        statement = statement.where(sees_customer(seen_by, Complaint.customer_id))
     if status is not None:
         statement = statement.where(Complaint.status == status)
     if customer_id is not None:

@@ -20,6 +20,7 @@ from hub.events import Event, EventBus, InProcessEventBus
 from hub.events_redis import RedisEventBus
 from hub.gate import Policy
 from hub.metrics import Metrics
+from hub.privacy.suppression import derive_key
 from hub.settings import Settings
 
 
@@ -83,6 +84,7 @@ class Hub:
             marketing_cap=self.settings.marketing_cap,
             marketing_cap_days=self.settings.marketing_cap_days,
             no_marketing_on_open_complaint=self.settings.no_marketing_on_open_complaint,
+            suppression_key=derive_key(self.settings.secret_key or ""),
         )
 
     async def close(self) -> None:

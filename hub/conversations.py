@@ -16,6 +16,7 @@ from hub.audit import record
 from hub.context import Work
 from hub.errors import InvalidInputError, NotFoundError
 from hub.models import Agent, Conversation, Interaction, utcnow
+from hub.visibility import visible_to
 
 STATUSES = ("open", "closed")
 
@@ -52,10 +53,14 @@ async def list_conversations(
     status: str | None = None,
     assignee_id: int | None = None,
     queue: str | None = None,
+    seen_by: Agent | None = None,
 ) -> tuple[list[Conversation], int | None]:
+    """A page of conversations, newest first; with `seen_by`, only those that agent may see."""
     if status is not None and status not in STATUSES:
         raise InvalidInputError(f"status must be one of {', '.join(STATUSES)}", field="status")
     statement = select(Conversation)
+    if seen_by is not None:
+        statement = statement.where(visible_to(seen_by))
     if status is not None:
         statement = statement.where(Conversation.status == status)
     if assignee_id is not None:

@@ -31,6 +31,7 @@ from hub.errors import InvalidInputError, NotFoundError
 from hub.history import get_history
 from hub.identity import add_identity, find_customer_by_identity, normalise_identity
 from hub.models import Agent, Block, Complaint, Consent, Customer, Identity, UTCDateTime
+from hub.visibility import sees_customer
 
 TIERS = ("A", "B", "C")
 PROFILE_FIELDS = (
@@ -53,14 +54,25 @@ async def get_customer(session: AsyncSession, customer_id: int) -> Customer:
 
 
 async def lookup_customer(
-    session: AsyncSession, region: str, email: str | None = None, phone: str | None = None
+    session: AsyncSession,
+    region: str,
+    email: str | None = None,
+    phone: str | None = None,
+    seen_by: Agent | None = None,
 ) -> Customer:
+    """The customer owning the identity; with `seen_by`, one that agent may see, answering
+    for another team's customer exactly as for nobody's."""
     if (email is None) == (phone is None):
         raise InvalidInputError("give exactly one of email or phone")
     kind, raw = ("email", email) if email is not None else ("phone", phone)
     value = normalise_identity(kind, raw or "", region)
     customer = await find_customer_by_identity(session, kind, value)
-    if customer is None:
+    hidden = (
+        customer is not None
+        and seen_by is not None
+        and not await session.scalar(select(sees_customer(seen_by, customer.id)))
+    )
+    if customer is None or hidden:
         raise NotFoundError(f"no customer with {kind} {value}")
     return customer
 

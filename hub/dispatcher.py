@@ -99,7 +99,9 @@ class Dispatcher:
                 or_(
                     and_(OutboxMessage.status == "queued", OutboxMessage.next_attempt_at <= now),
                     and_(OutboxMessage.status == "sending", OutboxMessage.lease_until < now),
-                )
+                ),
+                # A campaign's rows are its campaign sender's (`hub.campaigns.sending`).
+                OutboxMessage.campaign_id.is_(None),
             )
             .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)
             .limit(self.batch)

@@ -15,6 +15,8 @@ arrived in between). The rules, in order; all that apply are reported:
               (policy, on by default)
     marketing N marketing messages sent in the period      frequency_cap
     marketing a channel marketing is never sent on         channel:no_marketing
+    marketing the address was erased on request            suppressed
+              (`hub.privacy.suppression`)
 
 A service message (a reply to the customer's own inquiry, a confirmation)
 passes unless a block of scope `all` stands. `check_many` answers for any
@@ -36,6 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
 from hub.models import Block, Complaint, Consent, OutboxMessage, utcnow
+from hub.privacy.suppression import find_suppressed
 
 PURPOSES = ("service", "marketing")
 ADDRESS_KIND = {"email": "email", "sms": "phone", "voice": "phone", "phone": "phone"}
@@ -68,6 +71,8 @@ class Policy:
     marketing_cap: int = 4
     marketing_cap_days: int = 30
     no_marketing_on_open_complaint: bool = True
+    # The key suppressed addresses are hashed with; None checks no suppression.
+    suppression_key: bytes | None = None
 
 
 async def check(
@@ -79,7 +84,7 @@ async def check(
 async def check_many(
     session: AsyncSession, recipients: list[Recipient], purpose: str, policy: Policy
 ) -> list[Decision]:
-    """One decision per recipient, in order, from at most four queries."""
+    """One decision per recipient, in order, from at most five queries."""
     if purpose not in PURPOSES:
         raise ValueError(f"purpose must be one of {PURPOSES}")
     if not recipients:
@@ -90,6 +95,10 @@ async def check_many(
     facts = _MarketingFacts()
     if purpose == "marketing" and customers:
         facts = await _marketing_facts(session, dialect, customers, policy)
+    if purpose == "marketing" and policy.suppression_key is not None:
+        addresses = [(ADDRESS_KIND.get(r.channel, ""), r.address) for r in recipients]
+        known = [(kind, address) for kind, address in addresses if kind]
+        facts.suppressed = await find_suppressed(session, known, key=policy.suppression_key)
     return [_decide(r, purpose, blocks, facts, policy) for r in recipients]
 
 
@@ -140,6 +149,7 @@ class _MarketingFacts:
     consents: dict[tuple[int, str], tuple[str, str | None]] | None = None
     complaining: set[int] | None = None
     sent_recently: dict[int, int] | None = None
+    suppressed: set[tuple[str, str]] | None = None
 
 
 async def _marketing_facts(
@@ -206,6 +216,8 @@ def _decide(
     ]
     if purpose == "marketing":
         reasons += _marketing_reasons(recipient, facts, policy)
+        if (ADDRESS_KIND.get(recipient.channel), recipient.address) in (facts.suppressed or ()):
+            reasons.append("suppressed")
     return Decision(tuple(dict.fromkeys(reasons))) if reasons else ALLOWED
 
 

@@ -10,7 +10,8 @@ stops the rows after it. A row matches an existing customer by its e-mail
 identity, else by its phone identity (E.164 in the settings' default region),
 and otherwise creates one. A row needs an e-mail or a phone; one whose e-mail
 and phone belong to two different customers is refused (merge them first).
-An empty cell leaves that field as it is.
+An empty cell leaves that field as it is. An address that was erased on request
+is imported, with marketing to it blocked (`hub.privacy.reimport`).
 
 The file is read twice and never held in memory: once to check its header and
 encoding and to count the rows for the progress total, once to import them.
@@ -39,6 +40,7 @@ from hub.customers import create_customer, update_customer
 from hub.errors import ConflictError, HubError, InvalidInputError
 from hub.identity import find_customer_by_identity, normalise_email, normalise_phone
 from hub.models import Customer
+from hub.privacy.reimport import do_block_suppressed
 
 Progress = Callable[[int, int], None]
 
@@ -66,6 +68,8 @@ class ImportReport:
     created: int = 0
     updated: int = 0
     rejected: list[RejectedRow] = field(default_factory=list)
+    # Lines whose address was erased earlier: imported, marketing blocked (`hub.privacy`).
+    suppressed: list[int] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,12 +111,19 @@ async def import_row(
             customer, created = await upsert(work.session, row, region)
             event = "customer.created" if created else "customer.updated"
             work.emit(event, customer_id=customer.id)
+            addresses = [("email", row.email), ("phone", row.phone)]
+            key = hub.policy.suppression_key or b""
+            blocked = await do_block_suppressed(
+                work, key, [(kind, value) for kind, value in addresses if value], region
+            )
     except HubError as error:
         report.rejected.append(RejectedRow(line, error.message))
     except IntegrityError:
         reason = "changed by someone else during the import; import it again"
         report.rejected.append(RejectedRow(line, reason))
     else:
+        if blocked:
+            report.suppressed.append(line)
         if created:
             report.created += 1
         else:

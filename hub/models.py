@@ -86,6 +86,9 @@ class Agent(Base):
     presence_changed_at: Mapped[datetime | None]
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Raised when the password changes or the agent is deactivated: a session
+    # cookie carries the epoch it was signed in under (hub.session_guard).
+    session_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class ApiToken(Base):
@@ -300,6 +303,7 @@ class OutboxMessage(Base):
         Index(None, "status", "lease_until"),
         Index(None, "customer_id", "purpose", "status", "sent_at"),
         Index(None, "provider_id"),
+        Index(None, "campaign_id", "status", "id"),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
@@ -326,6 +330,10 @@ class OutboxMessage(Base):
     provider_status: Mapped[str | None] = mapped_column(String(20))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[datetime | None]
+    # A campaign's rows are sent by its campaign sender, never by the dispatcher.
+    campaign_id: Mapped[int | None] = mapped_column(
+        ForeignKey("campaigns.id", ondelete="SET NULL")
+    )
 
 
 class CustomerMerge(Base):
@@ -440,6 +448,163 @@ class ChatFrame(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+# --- Routing (the `routing` package): agents' routing profiles, conversations' routing state ---
+
+
+class AgentRouting(Base):
+    """What routing knows of an agent beyond the core's columns.
+
+    `tiers`: the customer tiers the agent serves (empty: all); `capacity`:
+    conversations at once per channel, over the rules file's defaults; `deputy`:
+    who stands in for the agent's key accounts. No row means all defaults.
+    """
+
+    __tablename__ = "agent_routing"
+
+    agent_id: Mapped[int] = mapped_column(
+        ForeignKey("agents.id", ondelete="CASCADE"), primary_key=True
+    )
+    tiers: Mapped[list[str]] = mapped_column(default=list)
+    capacity: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    deputy_agent_id: Mapped[int | None] = mapped_column(
+        ForeignKey("agents.id", ondelete="SET NULL")
+    )
+    last_assigned_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class RoutingState(Base):
+    """Where a conversation stands in routing: the rule that decided, why, and its wait.
+
+    `waiting` while nobody has it; then the key account (`reserved_agent_id`),
+    their deputy (`deputy_agent_id`) and, with `team_open`, anyone of the
+    `queue`'s team may take it. `widen_at` is when the next step of the rule
+    opens; `sla_breached_at` is set once, when the first response came too late.
+    """
+
+    __tablename__ = "routing_states"
+    __table_args__ = (
+        Index(None, "waiting", "queue", "priority", "waiting_since"),
+        Index(None, "waiting", "widen_at"),
+        Index(None, "sla_breached_at", "sla_due_at"),
+    )
+
+    conversation_id: Mapped[int] = mapped_column(
+        ForeignKey("conversations.id", ondelete="CASCADE"), primary_key=True
+    )
+    rule: Mapped[str] = mapped_column(String(50))
+    explanation: Mapped[list[str]] = mapped_column(default=list)
+    waiting: Mapped[bool] = mapped_column(Boolean, default=True)
+    queue: Mapped[str | None] = mapped_column(String(50))
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    channel: Mapped[str] = mapped_column(String(20))
+    tier: Mapped[str] = mapped_column(String(1))
+    language: Mapped[str | None] = mapped_column(String(8))
+    step: Mapped[int] = mapped_column(Integer, default=0)
+    reserved_agent_id: Mapped[int | None] = mapped_column(
+        ForeignKey("agents.id", ondelete="SET NULL"), index=True
+    )
+    deputy_agent_id: Mapped[int | None] = mapped_column(
+        ForeignKey("agents.id", ondelete="SET NULL"), index=True
+    )
+    team_open: Mapped[bool] = mapped_column(Boolean, default=False)
+    widen_at: Mapped[datetime | None]
+    waiting_since: Mapped[datetime] = mapped_column(default=utcnow)
+    decided_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sla_due_at: Mapped[datetime | None]
+    sla_breached_at: Mapped[datetime | None]
+
+
+# --- Privacy (`hub.privacy`): erasures done, and addresses suppressed from marketing ---
+
+
+class Suppression(Base):
+    """An erased address, kept only as a keyed hash, so it is never marketed to again.
+
+    `digest`: HMAC-SHA256 of `kind:normalised address` under a key derived from
+    SECRET_KEY; `key_id` names that key, so entries made under an earlier
+    SECRET_KEY can be told apart (they no longer match).
+    """
+
+    __tablename__ = "suppressions"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    kind: Mapped[str] = mapped_column(String(10))
+    key_id: Mapped[str] = mapped_column(String(16), index=True)
+    reason: Mapped[str] = mapped_column(String(20))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Erasure(Base):
+    """That a customer's personal data was erased, when and by whom, and how much."""
+
+    __tablename__ = "erasures"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(
+        ForeignKey("customers.id", ondelete="CASCADE"), unique=True
+    )
+    erased_at: Mapped[datetime] = mapped_column(default=utcnow)
+    erased_by_agent_id: Mapped[int | None] = mapped_column(
+        ForeignKey("agents.id", ondelete="SET NULL")
+    )
+    counts: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+# --- Campaigns (`hub.campaigns`): saved segments and outbound campaigns ---
+# No personal data here: recipients are customer ids, and the addresses live in
+# the outbox rows and history entries, which the GDPR erasure covers.
+
+
+class Segment(Base):
+    """A saved filter over customers (see `hub.campaigns.segments` for its fields)."""
+
+    __tablename__ = "segments"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    filter: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_by_agent_id: Mapped[int | None] = mapped_column(
+        ForeignKey("agents.id", ondelete="SET NULL")
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Campaign(Base):
+    """An outbound campaign; its states are drawn in `hub.campaigns.approval`."""
+
+    __tablename__ = "campaigns"
+    __table_args__ = (Index(None, "status", "id"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    channel: Mapped[str] = mapped_column(String(10))
+    status: Mapped[str] = mapped_column(String(20), default="draft")
+    segment: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    template: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    scheduled_at: Mapped[datetime | None]
+    created_by_agent_id: Mapped[int | None] = mapped_column(
+        ForeignKey("agents.id", ondelete="SET NULL")
+    )
+    preview: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    approved_by_agent_id: Mapped[int | None] = mapped_column(
+        ForeignKey("agents.id", ondelete="SET NULL")
+    )
+    approved_at: Mapped[datetime | None]
+    approval_expires_at: Mapped[datetime | None]
+    approved_digest: Mapped[str | None] = mapped_column(String(64))
+    holder: Mapped[str | None] = mapped_column(String(100))
+    holder_until: Mapped[datetime | None]
+    enqueued_through: Mapped[int] = mapped_column(BigInteger, default=0)
+    enqueue_done: Mapped[bool] = mapped_column(Boolean, default=False)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
 # --- Leases (hub/leases.py): background work that runs once across processes ---
 
 
@@ -451,3 +616,33 @@ class Lease(Base):
     name: Mapped[str] = mapped_column(String(100), primary_key=True)
     holder: Mapped[str] = mapped_column(String(200))
     expires_at: Mapped[datetime]
+
+
+# --- Figures (`hub.kpis`): the presence log, and the indexes the dashboard's aggregates use ---
+
+
+class PresenceChange(Base):
+    """An agent's presence from `at` on, one row per change (presence time is summed from it)."""
+
+    __tablename__ = "presence_changes"
+    __table_args__ = (Index(None, "agent_id", "at"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"))
+    status: Mapped[str] = mapped_column(String(10))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# A period's conversations, complaints and inbound contacts are range scans on these;
+# the contacts index covers the per-customer count, so it never reads the history rows.
+Index("ix_conversations_created_at", Conversation.created_at)
+Index("ix_conversations_closed_at", Conversation.closed_at)
+Index("ix_complaints_opened_at", Complaint.opened_at)
+Index("ix_complaints_resolved_at", Complaint.resolved_at)
+Index(
+    "ix_interactions_direction_occurred_at_channel_customer_id",
+    Interaction.direction,
+    Interaction.occurred_at,
+    Interaction.channel,
+    Interaction.customer_id,
+)

@@ -13,6 +13,11 @@ queueing the same key again is a no-op that returns the first row. A row moves
     sending, lease expired ──> reclaimed by any dispatcher (the claimer died)
 
 and every final state becomes an entry in the customer's history.
+
+A campaign's rows (`campaign_id` set) are sent by its campaign sender, never by
+the dispatcher, and know two more states: `handed` (the message is being
+handed to the server: after a crash it becomes `unknown`, never resent) and
+`cancelled`; see `hub.campaigns.sending`.
 """
 
 from __future__ import annotations
@@ -28,7 +33,18 @@ from hub.errors import InvalidInputError
 from hub.gate import PURPOSES, Policy, Recipient, check
 from hub.models import Interaction, OutboxMessage, utcnow
 
-STATUSES = ("queued", "sending", "sent", "delivered", "blocked", "failed", "unknown")
+# `handed` and `cancelled` are a campaign's rows only (see `hub.campaigns.sending`).
+STATUSES = (
+    "queued",
+    "sending",
+    "handed",
+    "sent",
+    "delivered",
+    "blocked",
+    "failed",
+    "unknown",
+    "cancelled",
+)
 # A provider's reports about a sent message (Twilio's message statuses) arrive out
 # of order and more than once: only a report of a later stage is applied.
 PROVIDER_STAGES = {

@@ -83,8 +83,19 @@ class Settings(BaseSettings):
     no_marketing_on_open_complaint: bool = True
     outbox_lease_seconds: int = Field(default=300, ge=1)
     outbox_max_attempts: int = Field(default=8, ge=1)
+    # Campaigns: messages per second (0: as fast as the connections go), SMTP
+    # connections a campaign sends over at once, and how long an approval holds.
+    campaign_rate: float = Field(default=0.0, ge=0)
+    campaign_connections: int = Field(default=2, ge=1, le=32)
+    campaign_approval_hours: float = Field(default=72.0, gt=0)
     history_page_size: int = Field(default=50, ge=1, le=500)
     card_history_size: int = Field(default=20, ge=1, le=200)
+    # Routing: the rules file (unset: the one shipped in `routing/`), and how often
+    # the SLA and queue timers look at the database.
+    routing_rules: str | None = None
+    routing_tick_seconds: float = Field(default=5.0, gt=0)
+    # History older than this many days is purged (`hub.privacy.retention`); unset keeps it.
+    retention_days: int | None = Field(default=None, ge=1)
 
     @field_validator("database_url")
     @classmethod

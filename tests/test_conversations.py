@@ -54,7 +54,7 @@ async def test_assigning_shows_in_my_conversations(
     await client.post(
         f"/api/conversations/{conversation_id}/assign",
         headers=supervisor.headers,
-        json={"assignee_id": agent.id},
+        json={"assignee_id": agent.id, "force": True},  # the agent is offline
     )
     mine = (
         await client.get("/api/conversations", params={"assignee": "me"}, headers=agent.headers)

@@ -8,13 +8,25 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
+from sqlalchemy import select
 
 from hub.app import create_app
 from hub.context import Hub
 from hub.events import Event
 from hub.events_redis import RESUMED, RedisEventBus
-from hub.models import Customer
+from hub.models import Customer, Interaction
+from tests.conftest import SignedIn
+from tests.console_client import console_socket, next_of_type
+from tests.peers.browser import serving
 from tests.peers.redis import PrivateRedis
+
+CONTACT = {
+    "name": "Anna Schmidt",
+    "email": "anna@example.com",
+    "subject": "Lieferung",
+    "message": "Wo bleibt meine Bestellung?",
+    "topic": "inquiry",
+}
 
 
 @pytest.fixture
@@ -146,3 +158,31 @@ async def test_with_redis_down_the_hub_still_stores_and_readiness_says_degraded(
     assert degraded.json() == {"status": "degraded", "checks": {"database": True, "redis": False}}
     async with hub.sessions() as session:
         assert await session.get(Customer, 1) is not None
+
+
+async def test_a_console_told_to_resync_after_redis_returns_finds_what_came_in_meanwhile(
+    hub: Hub, private_redis: PrivateRedis, supervisor: SignedIn
+):
+    settings = hub.settings.model_copy(
+        update={"redis_url": private_redis.url, "redis_stream": "omnihub:events"}
+    )
+    redis_hub = Hub.create(settings)
+    try:
+        async with serving(redis_hub, create_app(settings, redis_hub)) as base:
+            ws = await console_socket(base, supervisor.email)
+            try:
+                private_redis.stop()
+                async with httpx.AsyncClient(base_url=base) as client:
+                    posted = await client.post("/channels/webform", json=CONTACT)
+                private_redis.start()
+                resync = await next_of_type(ws, "resync", seconds=30)
+            finally:
+                await ws.close()
+    finally:
+        await redis_hub.close()
+
+    assert posted.status_code == 201
+    assert resync["id"] > 0
+    async with hub.sessions() as session:
+        stored = (await session.scalars(select(Interaction))).one()
+    assert stored.text == CONTACT["message"]

@@ -47,7 +47,7 @@ import email.policy
 import logging
 import re
 import ssl
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -105,6 +105,9 @@ _MESSAGE_ID = re.compile(r"<[^<>\s]+>")
 # C0 controls (CR, LF, TAB, NUL, ...), DEL, C1 controls, Unicode line breaks.
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 MAX_DECODE_ROUNDS = 5
+# Unstructured headers read back unchanged when they hold no control character,
+# nothing unprintable and no encoded-word (`=?`).
+_UNSTRUCTURED = {"subject", "auto-submitted", "list-unsubscribe", "list-unsubscribe-post"}
 _LINE_END = re.compile(rb"\r\n|\r|\n")
 _LEADING_DOT = re.compile(rb"(?m)^\.")
 _STEPS: dict[type[SMTPResponseException], str] = {
@@ -112,6 +115,9 @@ _STEPS: dict[type[SMTPResponseException], str] = {
     SMTPRecipientRefused: "RCPT TO",
     SMTPDataError: "DATA",
 }
+
+
+Hook = Callable[[], Awaitable[None]]
 
 
 class _LostBeforeContentError(TransientDeliveryError):
@@ -171,17 +177,30 @@ class SmtpSender:
             raise SettingsError(f"{ENV_PREFIX}MAIL_FROM: {error}") from None
 
     async def send(self, outbound: Outbound) -> Receipt:
+        return await self.send_staged(outbound, None)
+
+    async def send_staged(
+        self, outbound: Outbound, before_content: Callable[[], Awaitable[None]] | None
+    ) -> Receipt:
+        """`send`, calling `before_content` after the server's go-ahead for the content
+        (354) and before any of it is sent: the caller's commit point (a campaign marks
+        the message handed over there). If it raises, the connection is dropped, nothing
+        of the message is sent, and its exception propagates."""
         recipient = check_recipient(outbound.recipient)
         message_id = self.make_message_id(outbound)
         reply_to = self.make_reply_address(outbound)
-        content = render_message(outbound, self.sender, message_id, reply_to).as_bytes()
+        content = self.render(outbound, message_id, reply_to)
         async with self._lock:
             try:
-                await self._deliver(recipient, content)
+                await self._deliver(recipient, content, before_content)
             except asyncio.CancelledError:
                 self._drop()  # cut off mid-command: the connection's state is unknown
                 raise
         return Receipt(provider_id=message_id)
+
+    def render(self, outbound: Outbound, message_id: str, reply_to: str | None = None) -> bytes:
+        """The message as bytes (`channels.email.bulk` renders campaigns faster)."""
+        return render_message(outbound, self.sender, message_id, reply_to).as_bytes()
 
     def make_reply_address(self, outbound: Outbound) -> str | None:
         """Our address with the conversation in it, for replies; None outside a conversation."""
@@ -222,15 +241,17 @@ class SmtpSender:
     ) -> None:
         await self.close()
 
-    async def _deliver(self, recipient: str, content: bytes) -> None:
+    async def _deliver(
+        self, recipient: str, content: bytes, before_content: Hook | None = None
+    ) -> None:
         reused = self._smtp is not None and self._smtp.is_connected
         try:
-            await self._transact(await self._connection(), recipient, content)
+            await self._transact(await self._connection(), recipient, content, before_content)
         except _LostBeforeContentError as error:
             if not reused:
                 raise
             log.info("SMTP connection to %s had gone (%s); opening a new one", self.host, error)
-            await self._transact(await self._connection(), recipient, content)
+            await self._transact(await self._connection(), recipient, content, before_content)
 
     async def _connection(self) -> SMTP:
         if self._smtp is not None and self._smtp.is_connected:
@@ -256,8 +277,16 @@ class SmtpSender:
         self._smtp = smtp
         return smtp
 
-    async def _transact(self, smtp: SMTP, recipient: str, content: bytes) -> None:
+    async def _transact(
+        self, smtp: SMTP, recipient: str, content: bytes, before_content: Hook | None = None
+    ) -> None:
         await self._start(smtp, recipient)
+        if before_content is not None:
+            try:
+                await before_content()
+            except BaseException:
+                self._drop()  # in the middle of DATA: this connection cannot go on
+                raise
         await self._send_content(smtp, content)
 
     async def _start(self, smtp: SMTP, recipient: str) -> None:
@@ -398,6 +427,8 @@ def find_safe_header_value(name: str, value: str) -> str | None:
     that the generator encodes again on the way out. A value that does not
     settle, cannot be parsed or parses with defects is refused.
     """
+    if name.lower() in _UNSTRUCTURED and value.isprintable() and "=?" not in value:
+        return value  # nothing for the parser to change: spare it (a campaign's hot path)
     text = _CONTROL.sub(" ", value)
     for _ in range(MAX_DECODE_ROUNDS):
         read = _read_back(name, text)

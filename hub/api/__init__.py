@@ -3,13 +3,17 @@
 from hub.api import (
     agents,
     blocks,
+    campaigns,
     complaints,
     consents,
     conversations,
     customers,
     dead_letters,
     interactions,
+    kpis,
     ops,
+    privacy,
+    unsubscribe,
 )
 
 ROUTERS = (
@@ -23,4 +27,9 @@ ROUTERS = (
     consents.router,
     consents.public,
     dead_letters.router,
+    privacy.router,
+    privacy.suppressions,
+    campaigns.router,
+    unsubscribe.router,
+    kpis.router,
 )

@@ -40,7 +40,9 @@ async def complaints_page(
 ) -> dict[str, Any]:
     """Complaints, newest first, keyset-paged by id (`next` goes back as `before`)."""
     async with hub.sessions() as session:
-        rows, after = await list_complaints(session, limit, before, status, customer_id)
+        rows, after = await list_complaints(
+            session, limit, before, status, customer_id, seen_by=agent
+        )
     return {"complaints": [complaint_view(c) for c in rows], "next": after}
 
 

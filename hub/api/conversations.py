@@ -5,10 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse
 
+from hub.agents import has_role
 from hub.api.deps import current_agent, get_hub
-from hub.api.schemas import AssignIn, NoteIn, ReplyIn, StatusIn
-from hub.context import Hub
+from hub.api.schemas import AssignIn, NoteIn, ReplyCheckIn, ReplyIn, StatusIn
+from hub.assignment import routing_view
+from hub.audit import record
+from hub.context import Hub, Work
 from hub.conversations import (
     conversation_view,
     do_add_note,
@@ -18,9 +23,9 @@ from hub.conversations import (
     list_conversations,
     thread,
 )
-from hub.errors import InvalidInputError
-from hub.models import Agent
-from hub.replies import do_reply
+from hub.errors import ConflictError, ForbiddenError, InvalidInputError
+from hub.models import Agent, Conversation
+from hub.replies import StaleDraftError, check_reply, do_reply
 
 router = APIRouter(prefix="/api/conversations", tags=["conversations"])
 
@@ -38,7 +43,9 @@ async def conversations(
     """Conversations, newest first, keyset-paged by id (`next` goes back as `before`)."""
     assignee_id = agent.id if assignee == "me" else _agent_id(assignee)
     async with hub.sessions() as session:
-        rows, after = await list_conversations(session, limit, before, status, assignee_id, queue)
+        rows, after = await list_conversations(
+            session, limit, before, status, assignee_id, queue, seen_by=agent
+        )
     return {"conversations": [conversation_view(c) for c in rows], "next": after}
 
 
@@ -57,8 +64,10 @@ async def read_conversation(
     async with hub.sessions() as session:
         conversation = await get_conversation(session, conversation_id)
         messages = await thread(session, conversation_id)
+        routing = await routing_view(session, conversation_id)
     return {
         **conversation_view(conversation),
+        "routing": routing,
         "thread": [
             {
                 "id": m.id,
@@ -95,10 +104,62 @@ async def assign(
     hub: Hub = Depends(get_hub),
     agent: Agent = Depends(current_agent),
 ) -> dict[str, Any]:
+    """Give the conversation to an agent (a transfer when it had one), or put it in a queue.
+
+    An agent who is offline, full on the channel or does not serve the customer's
+    tier is refused with 409 naming why, unless a supervisor sends `force`.
+    """
+    if body.force and not has_role(agent, "supervisor"):
+        raise ForbiddenError("forcing an assignment needs the supervisor role", field="force")
     async with hub.work() as work:
         conversation = await get_conversation(work.session, conversation_id)
+        previous = conversation.assignee_id
+        forced = await _check_assignee(work, hub, conversation, agent, body)
         await do_assign(work, agent, conversation, body.assignee_id, body.queue)
-        return conversation_view(conversation)
+        if previous is not None and previous != conversation.assignee_id:
+            record(
+                work.session,
+                agent.id,
+                "conversation.transferred",
+                "conversation",
+                conversation.id,
+                from_agent_id=previous,
+                to_agent_id=conversation.assignee_id,
+                queue=conversation.queue,
+            )
+        await hub.router.record_manual(work, conversation, agent, forced)
+    freed = previous if previous not in (None, body.assignee_id) else None
+    await hub.router.settle(hub, conversation_id, freed)
+    async with hub.sessions() as session:
+        return conversation_view(await get_conversation(session, conversation_id))
+
+
+async def _check_assignee(
+    work: Work, hub: Hub, conversation: Conversation, actor: Agent, body: AssignIn
+) -> str | None:
+    """Why the assignee may not take it (None: they may); raises 409 unless forced."""
+    if body.assignee_id is None:
+        return None
+    assignee = await work.session.get(Agent, body.assignee_id)
+    if assignee is None:
+        raise InvalidInputError(f"no agent {body.assignee_id}", field="assignee_id")
+    why = await hub.router.why_not_assignable(work.session, conversation, assignee, actor)
+    if why is None:
+        return None
+    if not body.force:
+        raise ConflictError(
+            f"cannot assign conversation {conversation.id}: {why}", field="assignee_id"
+        )
+    record(
+        work.session,
+        actor.id,
+        "conversation.assignment_forced",
+        "conversation",
+        conversation.id,
+        assignee_id=assignee.id,
+        overrode=why,
+    )
+    return why
 
 
 @router.post("/{conversation_id}/close")
@@ -112,7 +173,10 @@ async def close(
     async with hub.work() as work:
         conversation = await get_conversation(work.session, conversation_id)
         await do_set_status(work, agent, conversation, (body or StatusIn()).status)
-        return conversation_view(conversation)
+        view = conversation_view(conversation)
+    if conversation.status == "closed" and conversation.assignee_id is not None:
+        await hub.router.settle(hub, conversation_id, conversation.assignee_id)  # freed capacity
+    return view
 
 
 @router.post("/{conversation_id}/reply", status_code=202)
@@ -121,16 +185,49 @@ async def reply(
     body: ReplyIn,
     hub: Hub = Depends(get_hub),
     agent: Agent = Depends(current_agent),
-) -> dict[str, Any]:
-    """Reply through the outbox; `status` is `queued`, or `blocked` with the `reasons`."""
-    async with hub.work() as work:
-        conversation = await get_conversation(work.session, conversation_id)
-        result = await do_reply(
-            hub, work, agent, conversation, body.text, body.channel, body.client_id
-        )
+) -> Any:
+    """Reply through the outbox; `status` is `queued`, or `blocked` with the `reasons`.
+
+    With `seen_interaction_id`, a 409 lists the `changes` that came since the draft began.
+    """
+    try:
+        async with hub.work() as work:
+            conversation = await get_conversation(work.session, conversation_id)
+            result = await do_reply(
+                hub,
+                work,
+                agent,
+                conversation,
+                body.text,
+                body.channel,
+                body.client_id,
+                body.seen_interaction_id,
+            )
+    except StaleDraftError as stale:
+        answer = {"detail": stale.message, "field": stale.field, "changes": stale.changes}
+        return JSONResponse(jsonable_encoder(answer), status_code=409)
     return {
         "interaction_id": result.interaction_id,
         "outbox_id": result.outbox_id,
         "status": result.status,
         "reasons": list(result.reasons),
+    }
+
+
+@router.post("/{conversation_id}/reply/check")
+async def check_reply_gate(
+    conversation_id: int,
+    body: ReplyCheckIn | None = None,
+    hub: Hub = Depends(get_hub),
+    agent: Agent = Depends(current_agent),
+) -> dict[str, Any]:
+    """Whether a reply would pass the gate now, and if not why; nothing is sent."""
+    async with hub.sessions() as session:
+        conversation = await get_conversation(session, conversation_id)
+        found = await check_reply(hub, session, conversation, (body or ReplyCheckIn()).channel)
+    return {
+        "channel": found.channel,
+        "recipient": found.recipient,
+        "allowed": not found.reasons,
+        "reasons": list(found.reasons),
     }

@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Query
 
+from hub.agents import has_role
 from hub.api.deps import current_agent, get_hub, require
 from hub.api.schemas import CustomerIn, MergeIn
 from hub.context import Hub
@@ -17,6 +18,7 @@ from hub.customers import (
     profile,
     update_customer,
 )
+from hub.errors import ForbiddenError
 from hub.history import get_history
 from hub.merge import do_merge, do_undo_merge
 from hub.models import Agent
@@ -38,7 +40,9 @@ async def lookup(
 ) -> dict[str, Any]:
     """The customer owning that e-mail address or phone number (any notation), or 404."""
     async with hub.sessions() as session:
-        customer = await lookup_customer(session, hub.settings.default_region, email, phone)
+        customer = await lookup_customer(
+            session, hub.settings.default_region, email, phone, seen_by=agent
+        )
         return await get_card(session, customer.id, hub.settings.card_history_size)
 
 
@@ -63,6 +67,9 @@ async def patch(
     agent: Agent = Depends(current_agent),
 ) -> dict[str, Any]:
     fields, emails, phones = _split(body)
+    if "key_account_agent_id" in fields and not has_role(agent, "supervisor"):
+        # The key account owns the customer's conversations (routing): not self-service.
+        raise ForbiddenError("changing a customer's key account needs the supervisor role")
     async with hub.work() as work:
         customer = await get_customer(work.session, customer_id)
         await update_customer(

@@ -1,20 +1,23 @@
 """What every API endpoint needs: the running hub and the signed-in agent.
 
-An agent is known by `Authorization: Bearer TOKEN` or by the session cookie.
+An agent is known by `Authorization: Bearer TOKEN` or by the session cookie
+(a cookie signed in before the agent's password changed or they were
+deactivated was emptied already by `hub.session_guard`).
 Missing or wrong credentials are 401; a role that may not do a thing is 403.
-A state-changing request authenticated by cookie must come from our own
-origin when the browser says where it comes from (SameSite=Lax does the rest).
+A state-changing request authenticated by cookie must carry the session's CSRF
+token or come from our own origin when the browser says where it comes from
+(see `hub.csrf`; SameSite=Lax does the rest).
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from urllib.parse import urlsplit
 
 from fastapi import Depends, HTTPException, Request
 
 from hub.agents import Role, find_agent_by_token, has_role
 from hub.context import Hub
+from hub.csrf import is_request_allowed
 from hub.models import Agent
 
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
@@ -48,15 +51,10 @@ async def _agent_from_session(request: Request, session: object) -> Agent | None
     agent_id = request.session.get("agent_id")
     if not isinstance(agent_id, int):
         return None
-    if request.method not in SAFE_METHODS and not _is_same_origin(request):
+    if not is_request_allowed(request, request.method, None):
         raise HTTPException(403, "cross-site request refused")
     agent = await session.get(Agent, agent_id)  # type: ignore[attr-defined]
     return agent if agent is not None and agent.is_active else None
-
-
-def _is_same_origin(request: Request) -> bool:
-    origin = request.headers.get("origin")
-    return origin is None or urlsplit(origin).netloc == request.headers.get("host")
 
 
 def require(role: Role) -> Callable[..., Awaitable[Agent]]:

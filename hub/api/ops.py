@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
@@ -52,6 +52,6 @@ async def _database_answers(hub: Hub) -> bool:
     return True
 
 
-@router.get("/metrics")
+@router.get("/metrics", response_class=PlainTextResponse)
 async def metrics(hub: Hub = Depends(get_hub)) -> Response:
     return Response(hub.metrics.render(), media_type=CONTENT_TYPE_LATEST)

@@ -85,6 +85,25 @@ class PresenceIn(Body):
     status: Literal["online", "away", "offline"]
 
 
+Capacity = Annotated[int, Field(ge=0, le=1000)]
+
+
+class AgentRoutingIn(Body):
+    """An agent's routing profile; `tiers` empty means every tier."""
+
+    teams: list[Annotated[str, Field(min_length=1, max_length=50)]] | None = Field(
+        default=None, max_length=50
+    )
+    languages: list[Annotated[str, Field(min_length=2, max_length=8)]] | None = Field(
+        default=None, max_length=20
+    )
+    tiers: list[Literal["A", "B", "C"]] | None = None
+    capacity: dict[Annotated[str, Field(min_length=1, max_length=20)], Capacity] | None = Field(
+        default=None, max_length=20
+    )
+    deputy_agent_id: int | None = None
+
+
 class NoteIn(Body):
     text: str = Field(min_length=1, max_length=100_000)
 
@@ -92,6 +111,9 @@ class NoteIn(Body):
 class AssignIn(Body):
     assignee_id: int | None = None
     queue: str | None = Field(default=None, max_length=50)
+    # A supervisor may give a conversation to an agent who is offline, full or
+    # not serving the tier; the audit log keeps what was overridden.
+    force: bool = False
 
 
 class StatusIn(Body):
@@ -118,3 +140,9 @@ class ReplyIn(Body):
     text: str = Field(min_length=1, max_length=100_000)
     channel: Literal["email", "sms", "chat"] | None = None
     client_id: str | None = Field(default=None, max_length=100)
+    # The newest message the agent had seen when the draft began (see hub.replies).
+    seen_interaction_id: int | None = None
+
+
+class ReplyCheckIn(Body):
+    channel: Literal["email", "sms", "chat"] | None = None

@@ -1,7 +1,7 @@
 """raw messages remember whether their source was told
 
 Revision ID: 0008
-Revises: 0004
+Revises: 0007
 Create Date: 2026-11-22 23:50:00
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0008"
-down_revision: str | None = "0004"
+down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,7 +1,7 @@
 """leases for background work that runs once across processes
 
 Revision ID: 0009
-Revises: 0004
+Revises: 0008
 Create Date: 2026-11-23 00:00:00
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0009"
-down_revision: str | None = "0004"
+down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
