@@ -55,9 +55,7 @@ BENCHMARKS = (
         small=["--consoles", "50", "--chats", "500", "--events", "50"],
         postgres=False,
     ),
-    Benchmark(
-        "intake", small=["--rates", "10", "20", "--seconds", "3"], full=[], postgres=False
-    ),
+    Benchmark("intake", small=["--rates", "10", "20", "--seconds", "3"], full=[], postgres=False),
     Benchmark(
         "live_path",
         small=["--recipients", "5000", "--seconds", "5", "--rate", "10"],

@@ -292,7 +292,6 @@ def retention_purge(
         typer.echo(f"  {name}: {count}")
 
 
-
 @tiers_app.command("recompute")
 def tiers_recompute(
     shares: Annotated[
