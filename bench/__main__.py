@@ -67,6 +67,8 @@ BENCHMARKS = (
     ),
     Benchmark("kpis", small=["--history", "200000", "--repeat", "5", "--warmup", "1"]),
     Benchmark("console_latency", small=["--contacts", "50"]),
+    Benchmark("routing", small=["--agents", "50", "--arrivals", "1000"], postgres=True),
+    Benchmark("privacy", small=["--rows", "5000", "--other-rows", "20000", "--audit", "10000"]),
 )
 
 
