@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from hub.context import Hub
-from hub.models import Campaign, Interaction
+from hub.models import Campaign, Interaction, OutboxMessage
 from tests.conftest import SECRET, SignedIn
 from tests.console_client import console_socket, next_of_type
 from tests.peers.hub_processes import HubProcess, hub_environment, hub_processes
@@ -108,10 +108,22 @@ async def test_a_campaign_sent_by_two_processes_reaches_everyone_once_though_one
     status = await wait_for_status(hub, campaign["id"], "done")
 
     received = Counter(address for m in smtp_server.messages for address in m.rcpt_tos)
+    async with hub.sessions() as session:
+        unknown = set(
+            await session.scalars(
+                select(OutboxMessage.recipient).where(
+                    OutboxMessage.campaign_id == campaign["id"], OutboxMessage.status == "unknown"
+                )
+            )
+        )
+    missing = addresses - set(received)
     assert 0 < killed < CUSTOMERS
     assert status == "done"
     assert [address for address, count in received.items() if count > 1] == []
-    assert set(received) == addresses
+    # What the killed process had on the wire may have died with it: `unknown`, never
+    # sent twice; at most one per SMTP connection of the killed process.
+    assert missing <= unknown
+    assert len(missing) <= 2
 
 
 async def kill_the_holder_midway(
