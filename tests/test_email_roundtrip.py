@@ -74,6 +74,24 @@ async def an_inquiry_taken_from_the_inbox(hub: Hub, dovecot: Dovecot) -> tuple[s
         return user, (await session.scalars(select(Interaction))).one()
 
 
+async def our_reply_to_an_inquiry(
+    hub: Hub,
+    client: httpx.AsyncClient,
+    agent: SignedIn,
+    dovecot: Dovecot,
+    smtp: SmtpServer,
+) -> tuple[str, Interaction, EmailMessage]:
+    """Anna's first mail taken in, and the agent's reply to it as the SMTP server got it."""
+    user, first = await an_inquiry_taken_from_the_inbox(hub, dovecot)
+    await client.post(
+        f"/api/conversations/{first.conversation_id}/reply",
+        headers=agent.headers,
+        json={"text": "Morgen."},
+    )
+    await dispatch(hub, smtp)
+    return user, first, smtp.messages[0].message
+
+
 async def dispatch(hub: Hub, smtp: SmtpServer) -> None:
     settings = hub.settings.model_copy(
         update={
@@ -153,14 +171,8 @@ async def test_a_forged_reference_to_someone_elses_conversation_does_not_pull_ma
     dovecot: Dovecot,
     smtp_server: SmtpServer,
 ):
-    user, first = await an_inquiry_taken_from_the_inbox(hub, dovecot)
-    await client.post(
-        f"/api/conversations/{first.conversation_id}/reply",
-        headers=agent.headers,
-        json={"text": "Morgen."},
-    )
-    await dispatch(hub, smtp_server)
-    our_id = smtp_server.messages[0].message["Message-ID"]
+    user, first, ours = await our_reply_to_an_inquiry(hub, client, agent, dovecot, smtp_server)
+    our_id = ours["Message-ID"]
     stranger = customer_mail(
         "Re: Lieferung", "Ich auch!", "<x@evil.example>", In_Reply_To=our_id
     ).replace(b"anna@example.com", b"mallory@evil.example")
@@ -243,14 +255,8 @@ async def test_an_answer_to_the_reply_address_alone_joins_the_conversation(
     dovecot: Dovecot,
     smtp_server: SmtpServer,
 ):
-    user, first = await an_inquiry_taken_from_the_inbox(hub, dovecot)
-    await client.post(
-        f"/api/conversations/{first.conversation_id}/reply",
-        headers=agent.headers,
-        json={"text": "Morgen."},
-    )
-    await dispatch(hub, smtp_server)
-    reply_to = smtp_server.messages[0].message["Reply-To"]
+    user, first, ours = await our_reply_to_an_inquiry(hub, client, agent, dovecot, smtp_server)
+    reply_to = ours["Reply-To"]
     # A client that keeps neither In-Reply-To, References nor the subject's tag.
     answer = customer_mail("Noch eine Frage", "Und die Rechnung?", "<third@example.com>")
     answer = answer.replace(b"To: service@hub.example", f"To: {reply_to}".encode())
@@ -275,14 +281,8 @@ async def test_a_stranger_writing_to_a_genuine_reply_address_gets_a_conversation
     dovecot: Dovecot,
     smtp_server: SmtpServer,
 ):
-    user, first = await an_inquiry_taken_from_the_inbox(hub, dovecot)
-    await client.post(
-        f"/api/conversations/{first.conversation_id}/reply",
-        headers=agent.headers,
-        json={"text": "Morgen."},
-    )
-    await dispatch(hub, smtp_server)
-    reply_to = smtp_server.messages[0].message["Reply-To"]
+    user, first, ours = await our_reply_to_an_inquiry(hub, client, agent, dovecot, smtp_server)
+    reply_to = ours["Reply-To"]
     stranger = (
         customer_mail("Hallo", "Ich auch!", "<y@evil.example>")
         .replace(b"anna@example.com", b"mallory@evil.example")
