@@ -264,7 +264,7 @@ async def check(hub: Hub, rules: Rules) -> str:
     )
 
 
-def report(samples: dict[str, list[float]]) -> list[str]:
+def report(samples: dict[str, list[float]], arguments: argparse.Namespace) -> list[str]:
     base, mine = figures(samples[BASELINE]), figures(samples[DECISION])
     lines = [f"{'case':<14}  {'p50 ms':>8}  {'p99 ms':>8}"]
     for name, found in ((BASELINE, base), (DECISION, mine)):
@@ -276,7 +276,7 @@ def report(samples: dict[str, list[float]]) -> list[str]:
     lines.append(f"{verdict}: the decision's p50 is within {TARGET:g}x of the bare queries'")
     summarise(
         Summary(
-            "routing decision (200 agents, 10,000 arrivals)",
+            f"routing decision ({arguments.agents} agents, {arguments.arrivals:,} arrivals)",
             f"p50 {mine.p50:.1f} ms, p99 {mine.p99:.1f} ms",
             f"its bare queries p50 {base.p50:.1f} ms",
             mine.p50 / base.p50,
@@ -300,7 +300,7 @@ async def run(arguments: argparse.Namespace) -> int:
             )
             await fill(hub, arguments, shuffle)
             samples, outcomes, pulled = await simulate(hub, rules, arguments, shuffle)
-            for line in report(samples):
+            for line in report(samples, arguments):
                 print(line)
             for outcome, count in sorted(outcomes.items()):
                 print(f"  {count:>6}  {outcome}")
