@@ -28,17 +28,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import socket
 import statistics
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from urllib.parse import urlencode
 
-import uvicorn
-from fastapi import FastAPI
 from playwright.async_api import Page, async_playwright
 from twilio.request_validator import RequestValidator
 
+from bench.chat import serving
 from bench.harness import Summary, add_database_arguments, scratch_database, summarise
 from hub.agents import create_agent
 from hub.app import create_app
@@ -94,26 +90,6 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-@asynccontextmanager
-async def serving(app: FastAPI) -> AsyncIterator[str]:
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(
-        app, ws="websockets-sansio", lifespan="off", log_config=None, access_log=False
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[listener]))
-    try:
-        async with asyncio.timeout(START_SECONDS):
-            while not server.started:  # noqa: ASYNC110 (uvicorn sets a flag, not an event)
-                await asyncio.sleep(0.01)
-        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, START_SECONDS * 2)
-        listener.close()
-
-
 def signed_sms(number: int) -> dict[str, str]:
     """The body and signature of one incoming-SMS webhook from a number of its own."""
     sid = f"SMbench{number:08d}"
@@ -148,7 +124,8 @@ def percentiles(samples: list[float]) -> tuple[float, float]:
 
 
 async def measure(hub: Hub, contacts: int, warmup: int) -> list[tuple[float, float]]:
-    async with serving(create_app(hub.settings, hub)) as url, async_playwright() as playwright:
+    async with serving(create_app(hub.settings, hub)) as ws_base, async_playwright() as playwright:
+        url = ws_base.replace("ws://", "http://")
         browser = await playwright.chromium.launch(
             executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
         )

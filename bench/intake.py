@@ -31,7 +31,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -54,6 +53,7 @@ from hub.context import Hub
 from hub.db import migrate
 from hub.models import Interaction
 from hub.settings import load_settings
+from tests.peers.dovecot import free_port
 
 GOAL_SHARE = 0.5
 GOAL_P99_MS = 100.0
@@ -83,12 +83,6 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 # --- processes ----------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def hub_environment(database_url: str, redis_url: str | None, stream: str) -> dict[str, str]:

@@ -92,6 +92,13 @@ async def our_reply_to_an_inquiry(
     return user, first, smtp.messages[0].message
 
 
+async def taken_mail(hub: Hub, message_id: str) -> Interaction:
+    """The contact the hub stored for the mail with that Message-ID."""
+    async with hub.sessions() as session:
+        statement = select(Interaction).where(Interaction.external_id == message_id)
+        return (await session.scalars(statement)).one()
+
+
 async def dispatch(hub: Hub, smtp: SmtpServer) -> None:
     settings = hub.settings.model_copy(
         update={
@@ -152,12 +159,8 @@ async def test_a_reply_arrives_threaded_and_the_customers_answer_joins_the_conve
     assert reply["References"] == "<first@example.com>"
     found = parse_hub_message_id(hub.settings.secret_key, our_id)
     assert found is not None and found.conversation_id == first.conversation_id
+    answer = await taken_mail(hub, "<second@example.com>")
     async with hub.sessions() as session:
-        answer = (
-            await session.scalars(
-                select(Interaction).where(Interaction.external_id == "<second@example.com>")
-            )
-        ).one()
         row = (await session.scalars(select(OutboxMessage))).one()
     assert answer.conversation_id == first.conversation_id
     assert answer.text.strip() == "Danke!"
@@ -180,12 +183,7 @@ async def test_a_forged_reference_to_someone_elses_conversation_does_not_pull_ma
     await asyncio.to_thread(dovecot.append, user, stranger)
     await take_inbox(hub, dovecot, user)
 
-    async with hub.sessions() as session:
-        forged = (
-            await session.scalars(
-                select(Interaction).where(Interaction.external_id == "<x@evil.example>")
-            )
-        ).one()
+    forged = await taken_mail(hub, "<x@evil.example>")
     assert forged.conversation_id != first.conversation_id
     assert forged.customer_id != first.customer_id
 
@@ -265,12 +263,7 @@ async def test_an_answer_to_the_reply_address_alone_joins_the_conversation(
     await take_inbox(hub, dovecot, user)
 
     assert reply_to.addresses[0].username.startswith(f"service+c{first.conversation_id}.")
-    async with hub.sessions() as session:
-        joined = (
-            await session.scalars(
-                select(Interaction).where(Interaction.external_id == "<third@example.com>")
-            )
-        ).one()
+    joined = await taken_mail(hub, "<third@example.com>")
     assert joined.conversation_id == first.conversation_id
 
 
@@ -292,10 +285,5 @@ async def test_a_stranger_writing_to_a_genuine_reply_address_gets_a_conversation
     await asyncio.to_thread(dovecot.append, user, stranger)
     await take_inbox(hub, dovecot, user)
 
-    async with hub.sessions() as session:
-        foreign = (
-            await session.scalars(
-                select(Interaction).where(Interaction.external_id == "<y@evil.example>")
-            )
-        ).one()
+    foreign = await taken_mail(hub, "<y@evil.example>")
     assert foreign.conversation_id != first.conversation_id
