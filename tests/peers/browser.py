@@ -27,10 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import shutil
 import socket
-import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from types import ModuleType
@@ -42,7 +39,7 @@ from fastapi import FastAPI
 
 from hub.app import create_app
 from hub.context import Hub
-from tests.peers import missing_peer
+from tests.peers import ensure_debian_package, missing_peer
 
 if TYPE_CHECKING:
     from playwright.async_api import Browser, Page
@@ -64,12 +61,7 @@ STOP_SECONDS = 10.0
 
 def ensure_chromium() -> Path | None:
     """Debian's Chromium, installed first when missing and we may; None when it cannot be had."""
-    if CHROMIUM.exists() or os.geteuid() != 0 or not shutil.which("apt-get"):
-        return CHROMIUM if CHROMIUM.exists() else None
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for command in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "chromium"]):
-        subprocess.run(command, check=False, env=env, timeout=900, capture_output=True)
-    return CHROMIUM if CHROMIUM.exists() else None
+    return ensure_debian_package("chromium", lambda: CHROMIUM if CHROMIUM.exists() else None)
 
 
 def playwright_api() -> ModuleType | None:

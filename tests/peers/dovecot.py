@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 from imapclient import IMAPClient
 
-from tests.peers import missing_peer
+from tests.peers import ensure_debian_package, missing_peer
 
 PASSWORD = "dovecot-test-password"
 
@@ -105,22 +105,10 @@ class Dovecot:
 
 
 def ensure_dovecot() -> str | None:
-    found = shutil.which("dovecot") or (
-        "/usr/sbin/dovecot" if Path("/usr/sbin/dovecot").exists() else None
-    )
-    if found or os.geteuid() != 0 or not shutil.which("apt-get"):
-        return found
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(
-        ["apt-get", "update", "-qq"], check=False, env=env, timeout=600, capture_output=True
-    )
-    subprocess.run(
-        ["apt-get", "install", "-y", "-qq", "dovecot-imapd"],
-        check=False,
-        env=env,
-        timeout=600,
-        capture_output=True,
-    )
+    return ensure_debian_package("dovecot-imapd", find_dovecot)
+
+
+def find_dovecot() -> str | None:
     return shutil.which("dovecot") or (
         "/usr/sbin/dovecot" if Path("/usr/sbin/dovecot").exists() else None
     )

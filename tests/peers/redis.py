@@ -13,7 +13,6 @@ Fixtures:
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 import socket
 import subprocess
@@ -26,7 +25,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.peers import missing_peer
+from tests.peers import ensure_debian_package, missing_peer
 from tests.peers.dovecot import free_port
 
 SHARED = "redis://127.0.0.1:6379/0"
@@ -84,14 +83,7 @@ class PrivateRedis:
 
 
 def ensure_redis_server() -> str | None:
-    found = shutil.which("redis-server")
-    if found or os.geteuid() != 0 or not shutil.which("apt-get"):
-        return found
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = ["apt-get", "install", "-y", "-qq", "redis-server"]
-    for command in (["apt-get", "update", "-qq"], install):
-        subprocess.run(command, check=False, env=env, timeout=600, capture_output=True)
-    return shutil.which("redis-server")
+    return ensure_debian_package("redis-server", lambda: shutil.which("redis-server"))
 
 
 @pytest.fixture
