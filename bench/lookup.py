@@ -93,13 +93,13 @@ FILL_POSTGRES = (
            created_at, updated_at)
        SELECT n, 'Customer ' || n, (ARRAY['A','B','C'])[1 + n % 3], false, n % 10000, false,
               '[]', now(), now()
-       FROM generate_series(:first, :last) AS n""",
+       FROM generate_series(CAST(:first AS bigint), CAST(:last AS bigint)) AS n""",
     """INSERT INTO identities (customer_id, kind, value, created_at)
        SELECT n, 'email', 'customer' || n || '@example.com', now()
-       FROM generate_series(:first, :last) AS n
+       FROM generate_series(CAST(:first AS bigint), CAST(:last AS bigint)) AS n
        UNION ALL
        SELECT n, 'phone', '+49151' || lpad(n::text, 8, '0'), now()
-       FROM generate_series(:first, :last) AS n""",
+       FROM generate_series(CAST(:first AS bigint), CAST(:last AS bigint)) AS n""",
     """INSERT INTO interactions (customer_id, channel, direction, kind, subject, text,
            external_id, meta, occurred_at, created_at)
        SELECT c, (ARRAY['email','phone','sms','webform','chat'])[1 + (c + k) % 5],
@@ -107,7 +107,8 @@ FILL_POSTGRES = (
               'Anfrage ' || k, 'Guten Tag, eine Frage zu Auftrag ' || c || '-' || k, NULL, '{}',
               timestamptz '2023-01-01' + ((c * 7919 + k * 104729) % 94608000) * interval '1 second',
               now()
-       FROM generate_series(:first, :last) AS c, generate_series(1, :per) AS k""",
+       FROM generate_series(CAST(:first AS bigint), CAST(:last AS bigint)) AS c,
+            generate_series(1, CAST(:per AS integer)) AS k""",
 )
 
 FILL_SQLITE = (
