@@ -6,7 +6,9 @@ and `?last_event_id=N`. It subscribes to the bus first and then replays what
 came after N, so no event falls between the two; a client too far behind to
 replay gets `{"type": "resync"}` and reloads its lists (so does every console
 when the Redis bus comes back after an outage, whose events may be lost). As
-Zulip's event queues do, it sends a heartbeat when nothing happened for a while. Events
+Zulip's event queues do, it sends a heartbeat (with the newest event id it has
+passed, sent or not) when nothing went out for `HEARTBEAT_SECONDS`: a task of its own
+with one timer per heartbeat, not a timeout around every event's wait. Events
 that are waiting together (one commit's) go out together, as a list of frames.
 
 What the socket forwards is the event's type, id and ids only, never customer
@@ -28,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from collections import OrderedDict
 from typing import Any
 from urllib.parse import urlsplit
@@ -133,6 +136,8 @@ class Feed:
         self.known: OrderedDict[int, tuple[str | None, int | None, int]] = OrderedDict()
         self.customers: set[int] = set()
         self.viewing: int | None = None
+        self.last_id = 0  # the newest event passed, sent or not: the client resumes from it
+        self.sent_at = time.monotonic()
 
     async def may_have(self, event: Event) -> bool:
         data = event.data
@@ -210,14 +215,17 @@ async def agent_socket(websocket: WebSocket) -> None:
         async with hub.bus.subscribe() as subscription:
             # One wait for the socket's life, not one per event: whichever side ends
             # first (the client went away, or the writer closed) ends the other.
-            reader = asyncio.create_task(_read(websocket, hub, feed))
-            writer = asyncio.create_task(_write(websocket, hub, feed, subscription, after))
+            tasks = (
+                asyncio.create_task(_read(websocket, hub, feed)),
+                asyncio.create_task(_write(websocket, hub, feed, subscription, after)),
+                asyncio.create_task(_beat(websocket, feed)),
+            )
             try:
-                await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             finally:
-                for task in (reader, writer):
+                for task in tasks:
                     task.cancel()
-                for task in (reader, writer):
+                for task in tasks:
                     # Gone while we wrote to it: Starlette raises RuntimeError after a close.
                     with contextlib.suppress(
                         asyncio.CancelledError, WebSocketDisconnect, RuntimeError
@@ -262,22 +270,27 @@ async def _leave(hub: Hub, sockets: Sockets, feed: Feed, websocket: WebSocket) -
 
 async def _write(websocket: WebSocket, hub: Hub, feed: Feed, subscription: Any, after: int) -> None:
     missed = hub.bus.replay(after)
-    last = after
+    feed.last_id = after
     if missed is None:
         await websocket.send_json({"type": "resync"})
         missed = []
-    last = await _forward(websocket, feed, missed, last)
+    await _forward(websocket, feed, missed)
     while True:
         if getattr(subscription, "overflowed", False) and subscription.queue.empty():
-            await websocket.close(TRY_AGAIN_LATER)  # the client resumes from `last`
+            await websocket.close(TRY_AGAIN_LATER)  # the client resumes from `last_id`
             return
-        try:
-            async with asyncio.timeout(HEARTBEAT_SECONDS):
-                event = await subscription.get()
-        except TimeoutError:
-            await websocket.send_json({"type": "heartbeat", "last_event_id": last})
-            continue
-        last = await _forward(websocket, feed, [event, *_waiting(subscription)], last)
+        event = await subscription.get()
+        await _forward(websocket, feed, [event, *_waiting(subscription)])
+
+
+async def _beat(websocket: WebSocket, feed: Feed) -> None:
+    """A heartbeat whenever nothing went out for `HEARTBEAT_SECONDS`."""
+    while True:
+        idle = time.monotonic() - feed.sent_at
+        if idle >= HEARTBEAT_SECONDS:
+            await websocket.send_json({"type": "heartbeat", "last_event_id": feed.last_id})
+            feed.sent_at, idle = time.monotonic(), 0.0
+        await asyncio.sleep(HEARTBEAT_SECONDS - idle)
 
 
 def _waiting(subscription: Any) -> list[Event]:
@@ -290,19 +303,19 @@ def _waiting(subscription: Any) -> list[Event]:
     return taken
 
 
-async def _forward(websocket: WebSocket, feed: Feed, events: list[Event], last: int) -> int:
-    """Send the events the agent may have (one frame, or a list of frames); the newest id."""
+async def _forward(websocket: WebSocket, feed: Feed, events: list[Event]) -> None:
+    """Send the events the agent may have (one frame, or a list of frames); note the newest id."""
     frames: list[str] = []
     for event in events:
         if event.type == RESUMED:
             # Redis was away: events of the outage may be lost, so the console reloads.
             frames.append(json.dumps({"type": "resync", "id": event.id}))
-        elif event.id > last and await feed.may_have(event):  # older: sent from the replay
+        elif event.id > feed.last_id and await feed.may_have(event):  # older: from the replay
             frames.append(encoded_frame(event))
-        last = max(last, event.id)
+        feed.last_id = max(feed.last_id, event.id)
     if frames:
         await websocket.send_text(frames[0] if len(frames) == 1 else f"[{','.join(frames)}]")
-    return last
+        feed.sent_at = time.monotonic()
 
 
 def encoded_frame(event: Event) -> str:

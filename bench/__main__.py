@@ -52,7 +52,7 @@ BENCHMARKS = (
     Benchmark("chat", small=["--clients", "100", "--seconds", "5"], postgres=False),
     Benchmark(
         "fanout",
-        small=["--consoles", "50", "--chats", "500", "--events", "50"],
+        small=["--consoles", "50", "--chats", "500", "--events", "200"],
         postgres=False,
     ),
     Benchmark("intake", small=["--rates", "10", "20", "--seconds", "3"], full=[], postgres=False),

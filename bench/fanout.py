@@ -9,9 +9,20 @@ last console has read it: the fan-out of one event to every console.
 
 The baseline, in the same run and process: a bare `websockets` server with
 the same number of clients, where the server calls `websockets.broadcast()`
-with the very frame the hub sent, timed the same way.
+with the very frame the hub sent, timed the same way. Both servers and their
+clients are open together, and each marker goes through both in a new random
+order per round (as `bench.harness` interleaves cases), so the machine's
+noise hits both alike.
 
 Goal (issue 10): the hub's p99 within 2x of the bare broadcast's.
+
+Garbage collection: the server, the clients and the baseline share this
+process, so a full collection stalls all of them. The hub's app freezes its
+start-up heap (`hub.heap`) as its lifespan does in `omnihub serve`; once all
+sockets are open, one collection takes the opening's garbage before the
+clock starts. Without it, the collection that the opening of
+thousands of sockets made due landed among the first timed events: one stall
+of 200-700 ms on a busy 2-core machine, the p99 of 50 events.
 
     python -m bench.fanout                              # SQLite in a temporary file
     python -m bench.fanout --consoles 50 --chats 500    # CI-sized
@@ -21,7 +32,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
+import random
 import socket
 import time
 from collections import defaultdict
@@ -50,6 +63,7 @@ from hub.app import create_app
 from hub.context import Hub
 from hub.db import migrate
 from hub.events import Event
+from hub.heap import settle_start_up_heap
 from hub.settings import load_settings
 
 GOAL = 2.0
@@ -99,20 +113,31 @@ async def read_markers(ws: ClientConnection, arrivals: Arrivals) -> None:
         return
 
 
-async def time_events(
-    send: Callable[[int], object], arrivals: Arrivals, events: int, warmup: int, first: int
-) -> list[float]:
-    """Seconds from sending marker n to its last arrival, for the timed markers."""
-    timed: list[float] = []
-    for number in range(first, first + warmup + events):
+class Side:
+    """One side of the comparison: how it sends marker n, and when its readers saw it."""
+
+    def __init__(self, send: Callable[[int], object], arrivals: Arrivals) -> None:
+        self.send = send
+        self.arrivals = arrivals
+        self.timed: list[float] = []
+
+    async def time_one(self, number: int, counted: bool) -> None:
         started = time.perf_counter()
-        result = send(number)
+        result = self.send(number)
         if asyncio.iscoroutine(result):
             await result
-        await asyncio.wait_for(arrivals.complete[number].wait(), 60)
-        if number >= first + warmup:
-            timed.append(arrivals.last_at[number] - started)
-    return timed
+        await asyncio.wait_for(self.arrivals.complete[number].wait(), 60)
+        if counted:
+            self.timed.append(self.arrivals.last_at[number] - started)
+
+
+async def time_events(sides: list[Side], events: int, warmup: int, seed: int = 1) -> None:
+    """Each marker through every side in a new random order per round, after `warmup` rounds,
+    so that the machine's noise hits the hub and its baseline alike."""
+    shuffler = random.Random(seed)
+    for number in range(1, 1 + warmup + events):
+        for side in shuffler.sample(sides, len(sides)):
+            await side.time_one(number, counted=number > warmup)
 
 
 def event_for(marker: int) -> Event:
@@ -166,11 +191,14 @@ async def open_consoles(ws_base: str, cookies: list[str]) -> list[ClientConnecti
     return opened
 
 
-async def run_hub(url: str, arguments: argparse.Namespace) -> list[float]:
+@asynccontextmanager
+async def hub_side(url: str, arguments: argparse.Namespace) -> AsyncIterator[Side]:
     hub_ = Hub.create(load_settings(_env_file=None, database_url=url))
     try:
         emails = await make_agents(hub_, arguments.consoles)
-        async with serving(create_app(hub_.settings, hub_)) as ws_base:
+        app = create_app(hub_.settings, hub_)
+        settle_start_up_heap()  # as the app's lifespan does (`serving` runs none of it)
+        async with serving(app) as ws_base:
             cookies = await sign_in(ws_base.replace("ws://", "http://"), emails)
             chats = []
             for start in range(0, arguments.chats, OPEN_BATCH):
@@ -185,11 +213,12 @@ async def run_hub(url: str, arguments: argparse.Namespace) -> list[float]:
             async def publish(marker: int) -> None:
                 await hub_.bus.publish([event_for(marker)])
 
-            timed = await time_events(publish, arrivals, arguments.events, arguments.warmup, 1)
-            for ws in [*consoles, *(ws for ws, _ in chats)]:
-                await ws.close()
-            await asyncio.gather(*readers, return_exceptions=True)
-        return timed
+            try:
+                yield Side(publish, arrivals)
+            finally:
+                for ws in [*consoles, *(ws for ws, _ in chats)]:
+                    await ws.close()
+                await asyncio.gather(*readers, return_exceptions=True)
     finally:
         await hub_.close()
 
@@ -215,7 +244,8 @@ async def bare_server() -> AsyncIterator[tuple[str, set[ServerConnection]]]:
         server.close()
 
 
-async def run_bare(arguments: argparse.Namespace, frame: str) -> list[float]:
+@asynccontextmanager
+async def bare_side(arguments: argparse.Namespace, frame: str) -> AsyncIterator[Side]:
     async with bare_server() as (base, connections):
         clients: list[ClientConnection] = []
         for start in range(0, arguments.consoles, OPEN_BATCH):
@@ -233,32 +263,36 @@ async def run_bare(arguments: argparse.Namespace, frame: str) -> list[float]:
             template["data"]["interaction_id"] = marker
             broadcast(connections, json.dumps(template))
 
-        timed = await time_events(send, arrivals, arguments.events, arguments.warmup, 1)
-        for ws in clients:
-            await ws.close()
-        await asyncio.gather(*readers, return_exceptions=True)
-        return timed
+        try:
+            yield Side(send, arrivals)
+        finally:
+            for ws in clients:
+                await ws.close()
+            await asyncio.gather(*readers, return_exceptions=True)
 
 
 async def run(arguments: argparse.Namespace) -> None:
-    raise_file_limit(arguments.consoles * 2 + arguments.chats)
+    raise_file_limit(arguments.consoles * 3 + arguments.chats)
     hub.agents.password_hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    # The very frame a console gets, so both sides send the same bytes.
+    frame = json.dumps(Feed.frame(event_for(0)))
     async with scratch_database(arguments.database_url, arguments.postgres) as url:
         await migrate(url)
         print(
             f"bench.fanout: {arguments.consoles} consoles, {arguments.chats} idle chat sockets, "
-            f"{arguments.events} events after {arguments.warmup} untimed"
+            f"{arguments.events} events after {arguments.warmup} untimed, interleaved"
         )
-        started = time.perf_counter()
-        hub_times = await run_hub(url, arguments)
-        print(f"hub run took {time.perf_counter() - started:.0f} s")
-    # The very frame a console gets, so both sides send the same bytes.
-    bare_times = await run_bare(arguments, json.dumps(Feed.frame(event_for(0))))
-    mine, base = figures(hub_times), figures(bare_times)
+        async with hub_side(url, arguments) as mine, bare_side(arguments, frame) as bare:
+            gc.collect()  # the opening's garbage, not the events': see the module docstring
+            await time_events([mine, bare], arguments.events, arguments.warmup)
+    hub_figures, bare_figures = figures(mine.timed), figures(bare.timed)
     print(f"  {'':<36}  {'p50 ms':>8}  {'p99 ms':>8}")
-    print(f"  {'bare websockets.broadcast()':<36}  {base.p50:>8.2f}  {base.p99:>8.2f}")
-    print(f"  {'hub: bus event to every console':<36}  {mine.p50:>8.2f}  {mine.p99:>8.2f}")
-    report(arguments, mine, base)
+    for label, shown in (
+        ("bare websockets.broadcast()", bare_figures),
+        ("hub: bus event to every console", hub_figures),
+    ):
+        print(f"  {label:<36}  {shown.p50:>8.2f}  {shown.p99:>8.2f}")
+    report(arguments, hub_figures, bare_figures)
 
 
 def report(arguments: argparse.Namespace, mine: Figures, base: Figures) -> None:

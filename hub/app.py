@@ -41,6 +41,7 @@ from hub.context import Hub
 from hub.delivery import Sender
 from hub.dispatcher import Dispatcher
 from hub.errors import HubError
+from hub.heap import settle_start_up_heap
 from hub.leases import leased
 from hub.number_range import out_of_range_answer
 from hub.openapi_errors import document_hub_errors
@@ -136,6 +137,7 @@ def create_app(
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         stop = asyncio.Event()
         tasks = [asyncio.create_task(job(stop), name=name) for name, job in jobs.items()]
+        settle_start_up_heap()  # full collections stop walking the start-up heap
         try:
             yield
         finally:
