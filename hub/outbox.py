@@ -176,9 +176,10 @@ async def do_record_provider_status(
     work: Work, provider_id: str, provider_status: str, error: str | None = None
 ) -> OutboxMessage | None:
     """Apply a provider's report on a sent message, once and only forwards; None if unknown."""
+    # Locked: two callbacks for one message at the same moment apply one after the other.
     row = (
         await work.session.scalars(
-            select(OutboxMessage).where(OutboxMessage.provider_id == provider_id)
+            select(OutboxMessage).where(OutboxMessage.provider_id == provider_id).with_for_update()
         )
     ).first()
     stage = PROVIDER_STAGES.get(provider_status)
