@@ -3,26 +3,33 @@
 On a scratch PostgreSQL database (and, for two processes, the local Redis on
 a stream of its own), starts `omnihub serve` processes on free loopback ports,
 signs a supervisor in on the first and opens their console socket there
-(`WS /agent/ws`). A load generator then offers, open loop, web-form posts
-(JSON, each from its own client address through `X-Forwarded-For`, as behind
-a reverse proxy) and Twilio SMS webhooks (signed) alternately, spread over
-the processes, at each rate of `--rates` for `--seconds` each. For every step
-it reports what was offered and achieved (2xx per second), and p50/p99 of the
-request and, for the hub, of request to the event on the agent's socket
-(matched to its request through the stored interaction after the run).
+(`WS /agent/ws`). A load generator in a process of its own
+(`bench.intake_load`: requests built before the clock, raw HTTP/1.1 over
+keep-alive connections) then offers, open loop, web-form posts (JSON, each
+from its own client address through `X-Forwarded-For`, as behind a reverse
+proxy) and Twilio SMS webhooks (signed) alternately, spread over the
+processes, at rising rates (`--start`, times `--factor` per step, for
+`--seconds` each) until a step does not hold: less than 95 % answered 2xx,
+less than 90 % of the offered rate achieved (a backlog), or request p99 over
+`--max-p99` seconds (each request timed from when it was due, so a backlog
+shows). For every step it reports what was offered and achieved, and p50/p99
+of the request and, for the hub, of request to the `message.received` event
+on the agent's socket (matched to its request through the stored interaction
+after the step; both processes' clocks are the machine's CLOCK_MONOTONIC).
 
 The baseline, same run and database server: a bare FastAPI endpoint on one
 uvicorn process doing one INSERT per request through SQLAlchemy's async
-engine (`bench.bare_insert`), under the same generator.
+engine (`bench.bare_insert`), under the same generator and ramp.
 
-Sustained rate: the highest achieved rate of a step that answered at least
-95 % of what it offered. Goals (issue 10): the hub's sustained rate at least
-half the bare endpoint's, with p99 to the agent under 100 ms at that rate.
-The generator runs in this process on the same machine as the servers, so
-all share its cores: the figures compare, they are not a capacity.
+Sustained rate: the highest achieved rate of a step that held. Goals (issue
+10): the hub's sustained rate at least half the bare endpoint's, with p99 to
+the agent under 100 ms at that rate (at the hub's fastest held step whose
+rate reaches half the bare endpoint's). Generator, servers and database share
+the machine's cores: the figures compare, they are not a capacity.
 
-    python -m bench.intake                               # rates 50 100 200 400 800, 10 s each
-    python -m bench.intake --rates 25 50 --seconds 3     # CI-sized
+    python -m bench.intake                                  # from 20/s, x1.5 a step, 10 s each
+    python -m bench.intake --start 20 --factor 2 --seconds 3    # CI-sized
+    python -m bench.intake --rates 50 100 --processes 1     # fixed rates only
 """
 
 from __future__ import annotations
@@ -39,11 +46,11 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 import httpx
 from argon2 import PasswordHasher
 from sqlalchemy import select
-from twilio.request_validator import RequestValidator
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
@@ -58,7 +65,8 @@ from tests.peers.dovecot import free_port
 GOAL_SHARE = 0.5
 GOAL_P99_MS = 100.0
 ANSWERED = 0.95
-IN_FLIGHT = 512
+KEPT_UP = 0.9
+WARM_UP_SECONDS = 3.0
 SECRET = "bench-intake-secret-key-0123456789abcdef"  # noqa: S105 - a scratch hub's
 TWILIO_TOKEN = "bench-intake-twilio-token"  # noqa: S105
 PUBLIC_URL = "http://hub.bench.example"
@@ -72,14 +80,29 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--rates", type=int, nargs="+", default=[50, 100, 200, 400, 800])
+    parser.add_argument("--start", type=float, default=20.0, help="the first step's rate")
+    parser.add_argument("--factor", type=float, default=1.5, help="each step's rate over the last")
+    parser.add_argument("--max-rate", type=float, default=5000.0, help="no step above this")
+    parser.add_argument("--rates", type=float, nargs="+", help="these rates instead of a ramp")
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each step")
+    parser.add_argument("--max-p99", type=float, default=1.0, help="request p99 a step may have")
     parser.add_argument("--processes", type=int, nargs="+", default=[1, 2])
     parser.add_argument(
         "--database-url", help="the PostgreSQL server (default: 127.0.0.1:5432, user postgres)"
     )
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     return parser.parse_args(argv)
+
+
+def rates_of(arguments: argparse.Namespace) -> Iterator[float]:
+    """The steps' rates: the given ones, or rising from --start by --factor."""
+    if arguments.rates:
+        yield from arguments.rates
+        return
+    rate = arguments.start
+    while rate <= arguments.max_rate:
+        yield rate
+        rate = round(rate * arguments.factor)
 
 
 # --- processes ----------------------------------------------------------------
@@ -143,21 +166,38 @@ def serve_command(port: int) -> list[str]:
 
 @dataclass
 class Step:
-    rate: int
-    offered: int = 0
-    sent_at: dict[str, float] = field(default_factory=dict)  # marker -> send time
-    answered: list[float] = field(default_factory=list)  # request seconds, 2xx only
-    first_sent: float = 0.0
-    last_answer: float = 0.0
+    """One step's requests: marker -> (due, answered, status), times on CLOCK_MONOTONIC."""
+
+    rate: float
+    offered: int
+    start: float
+    requests: dict[str, tuple[float, float, int]] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> list[tuple[float, float]]:
+        return [(due, done) for due, done, status in self.requests.values() if 200 <= status < 300]
 
     @property
     def achieved(self) -> float:
-        span = self.last_answer - self.first_sent
-        return len(self.answered) / span if span > 0 else 0.0
+        ok = self.ok
+        span = max((done for _, done in ok), default=self.start) - self.start
+        return len(ok) / span if span > 0 else 0.0
 
     @property
     def share_answered(self) -> float:
-        return len(self.answered) / self.offered if self.offered else 0.0
+        return len(self.ok) / self.offered if self.offered else 0.0
+
+    @property
+    def latencies(self) -> list[float]:
+        return [done - due for due, done in self.ok]
+
+    def holds(self, max_p99: float) -> bool:
+        """Answered, kept up with, and no backlog in the latencies."""
+        return (
+            self.share_answered >= ANSWERED
+            and self.achieved >= KEPT_UP * self.rate
+            and percentile(self.latencies, 0.99) <= max_p99
+        )
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -166,74 +206,31 @@ def percentile(values: list[float], share: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[round(share * 100) - 1]
 
 
-class Requests:
-    """The two kinds of contact, alternately; each carries a unique marker."""
-
-    def __init__(self, bases: list[str], bare: bool) -> None:
-        self.bases = bases
-        self.bare = bare
-        self.validator = RequestValidator(TWILIO_TOKEN)
-        self.number = 0
-
-    def next(self) -> tuple[str, str, dict[str, object]]:
-        """(marker, url, httpx arguments) of the next request."""
-        self.number += 1
-        n = self.number
-        marker = f"bench-{uuid.uuid4().hex[:12]}"
-        base = self.bases[n % len(self.bases)]
-        if self.bare:
-            return marker, f"{base}/insert", {"json": {"text": marker}}
-        if n % 2:
-            body = {
-                "name": f"Kunde {n}",
-                "email": f"kunde{n % 5000}@bench.example",
-                "subject": "Frage",
-                "message": f"Guten Tag, {marker}",
-                "topic": "inquiry",
-            }
-            forwarded = f"10.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}"
-            headers = {"X-Forwarded-For": forwarded}
-            return marker, f"{base}/channels/webform", {"json": body, "headers": headers}
-        form = {
-            "MessageSid": f"SM{marker}",
-            "AccountSid": "AC0000",
-            "From": f"+49151{n % 5000:08d}",
-            "To": "+4930123456",
-            "Body": f"Hallo {marker}",
-        }
-        signature = self.validator.compute_signature(f"{PUBLIC_URL}/channels/sms/twilio", form)
-        headers = {"X-Twilio-Signature": signature}
-        return marker, f"{base}/channels/sms/twilio", {"data": form, "headers": headers}
-
-
-async def offer(client: httpx.AsyncClient, requests: Requests, rate: int, seconds: float) -> Step:
-    """Open loop: send at the rate whatever the answers; wait for the stragglers."""
-    step = Step(rate)
-    gate = asyncio.Semaphore(IN_FLIGHT)
-    tasks: list[asyncio.Task[None]] = []
-
-    async def one(marker: str, url: str, arguments: dict[str, object]) -> None:
-        async with gate:
-            sent = time.perf_counter()
-            step.sent_at[marker] = sent
-            try:
-                answer = await client.post(url, timeout=30, **arguments)  # type: ignore[arg-type]
-            except httpx.HTTPError:
-                return
-            if answer.is_success:
-                now = time.perf_counter()
-                step.answered.append(now - sent)
-                step.last_answer = max(step.last_answer, now)
-
-    count = int(rate * seconds)
-    step.first_sent = start = time.perf_counter()
-    for number in range(count):
-        delay = start + number / rate - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(one(*requests.next())))
-        step.offered += 1
-    await asyncio.gather(*tasks)
+async def offer(bases: list[str], kind: str, rate: float, seconds: float, first: int) -> Step:
+    """One step from the generator's own process (`bench.intake_load`)."""
+    plan = {
+        "bases": bases,
+        "kind": kind,
+        "rate": rate,
+        "seconds": seconds,
+        "first": first,
+        "public_url": PUBLIC_URL,
+        "twilio_token": TWILIO_TOKEN,
+    }
+    generator = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bench.intake_load",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await generator.communicate(json.dumps(plan).encode())
+    if generator.returncode != 0:
+        raise SystemExit(f"the load generator failed (exit {generator.returncode})")
+    outcome = json.loads(out)
+    step = Step(rate, outcome["offered"], outcome["start"])
+    for marker, due, done, status in outcome["results"]:
+        step.requests[marker] = (due, done, status)
     return step
 
 
@@ -273,11 +270,12 @@ async def console(base: str) -> AsyncIterator[dict[int, float]]:
 
 
 async def to_agent(hub_: Hub, step: Step, seen: dict[int, float]) -> list[float]:
-    """Seconds from each request to its event on the agent's socket."""
+    """Seconds from each request's due time to its event on the agent's socket."""
     async with hub_.sessions() as session:
         rows = await session.execute(
             select(Interaction.id, Interaction.external_id, Interaction.text).where(
-                Interaction.channel.in_(("sms", "webform"))
+                Interaction.channel.in_(("sms", "webform")),
+                Interaction.occurred_at >= datetime.now(UTC) - timedelta(minutes=10),
             )
         )
         stored = list(rows)
@@ -286,8 +284,8 @@ async def to_agent(hub_: Hub, step: Step, seen: dict[int, float]) -> list[float]
         marker = (external_id or "")[2:] if (external_id or "").startswith("SM") else None
         if marker is None and text:
             marker = next((w for w in text.split() if w.startswith("bench-")), None)
-        if marker in step.sent_at and interaction in seen:
-            times.append(seen[interaction] - step.sent_at[marker])
+        if marker in step.requests and interaction in seen:
+            times.append(seen[interaction] - step.requests[marker][0])
     return times
 
 
@@ -299,11 +297,21 @@ class Outcome:
     label: str
     steps: list[Step]
     to_agent: list[list[float]]
+    max_p99: float
 
     def sustained(self) -> tuple[float, int | None]:
-        """The highest achieved rate answered well enough, and its step's index."""
-        good = [(s.achieved, i) for i, s in enumerate(self.steps) if s.share_answered >= ANSWERED]
+        """The highest achieved rate of a step that held, and its step's index."""
+        good = [(s.achieved, i) for i, s in enumerate(self.steps) if s.holds(self.max_p99)]
         return max(good) if good else (0.0, None)
+
+    def agent_p99_at(self, rate: float) -> tuple[float, float]:
+        """(achieved rate, p99 to the agent) of the fastest held step reaching `rate`."""
+        held = [
+            (s.achieved, percentile(delays, 0.99))
+            for s, delays in zip(self.steps, self.to_agent, strict=True)
+            if s.holds(self.max_p99) and s.achieved >= rate and delays
+        ]
+        return max(held) if held else (0.0, float("nan"))
 
 
 async def prepare(url: str) -> None:
@@ -330,17 +338,21 @@ async def run_hub(arguments: argparse.Namespace, processes: int) -> Outcome:
             checker = Hub.create(load_settings(_env_file=None, database_url=url))
             try:
                 steps, delays = [], []
-                async with console(bases[0]) as seen, httpx.AsyncClient() as client:
-                    requests = Requests(bases, bare=False)
-                    for rate in arguments.rates:
-                        step = await offer(client, requests, rate, arguments.seconds)
+                first = await warm_up(bases, "hub", arguments)
+                async with console(bases[0]) as seen:
+                    for rate in rates_of(arguments):
+                        step = await offer(bases, "hub", rate, arguments.seconds, first)
+                        first += step.offered
                         await asyncio.sleep(1.0)  # the last events on their way
                         steps.append(step)
                         delays.append(await to_agent(checker, step, seen))
-                        print_step(f"hub x{processes}", step, delays[-1])
+                        print_step(f"hub x{processes}", step, delays[-1], arguments.max_p99)
+                        if not step.holds(arguments.max_p99):
+                            break
             finally:
                 await checker.close()
-    return Outcome(f"hub, {processes} process{'es' if processes > 1 else ''}", steps, delays)
+    label = f"hub, {processes} process{'es' if processes > 1 else ''}"
+    return Outcome(label, steps, delays, arguments.max_p99)
 
 
 async def run_bare(arguments: argparse.Namespace) -> Outcome:
@@ -361,24 +373,37 @@ async def run_bare(arguments: argparse.Namespace) -> Outcome:
         base = f"http://127.0.0.1:{port}"
         with started([command], env):
             await wait_until_ready([base])
-            steps = []
-            async with httpx.AsyncClient() as client:
-                requests = Requests([base], bare=True)
-                for rate in arguments.rates:
-                    steps.append(await offer(client, requests, rate, arguments.seconds))
-                    print_step("bare INSERT", steps[-1], [])
-    return Outcome("bare FastAPI INSERT", steps, [[] for _ in steps])
+            steps: list[Step] = []
+            first = await warm_up([base], "bare", arguments)
+            for rate in rates_of(arguments):
+                step = await offer([base], "bare", rate, arguments.seconds, first)
+                first += step.offered
+                steps.append(step)
+                print_step("bare INSERT", step, [], arguments.max_p99)
+                if not step.holds(arguments.max_p99):
+                    break
+    return Outcome("bare FastAPI INSERT", steps, [[] for _ in steps], arguments.max_p99)
 
 
-def print_step(label: str, step: Step, delays: list[float]) -> None:
+async def warm_up(bases: list[str], kind: str, arguments: argparse.Namespace) -> int:
+    """A step not counted, at the first rate: connections, caches, the first plans; the
+    number of requests it sent."""
+    rate = next(rates_of(arguments))
+    step = await offer(bases, kind, rate, WARM_UP_SECONDS, 0)
+    return step.offered
+
+
+def print_step(label: str, step: Step, delays: list[float], max_p99: float) -> None:
+    latencies = step.latencies
     line = (
-        f"  {label:<12} offered {step.rate:>5}/s  achieved {step.achieved:>7.1f}/s  "
+        f"  {label:<12} offered {step.rate:>6.0f}/s  achieved {step.achieved:>7.1f}/s  "
         f"answered {step.share_answered:>6.1%}  request p50 "
-        f"{percentile(step.answered, 0.5) * 1e3:>7.1f} ms  p99 "
-        f"{percentile(step.answered, 0.99) * 1e3:>7.1f} ms"
+        f"{percentile(latencies, 0.5) * 1e3:>7.1f} ms  p99 "
+        f"{percentile(latencies, 0.99) * 1e3:>7.1f} ms"
     )
     if delays:
         line += f"  to agent p99 {percentile(delays, 0.99) * 1e3:>7.1f} ms ({len(delays)})"
+    line += "" if step.holds(max_p99) else "  (does not hold: the ramp stops)"
     print(line, flush=True)
 
 
@@ -388,22 +413,29 @@ def report(hubs: list[Outcome], bare: Outcome) -> None:
         rate, index = outcome.sustained()
         p99 = percentile(outcome.to_agent[index], 0.99) * 1e3 if index is not None else float("nan")
         share = rate / base_rate if base_rate else 0.0
+        at_half, p99_at_half = outcome.agent_p99_at(GOAL_SHARE * base_rate)
+        print(
+            f"  {outcome.label}: fastest held step reaching half the bare rate: "
+            f"{at_half:,.0f}/s, to agent p99 {p99_at_half * 1e3:,.0f} ms"
+        )
         summarise(
             Summary(
                 f"intake: web form + SMS webhooks, {outcome.label}",
-                f"{rate:,.0f}/s sustained, to agent p99 {p99:,.0f} ms",
+                f"{rate:,.0f}/s sustained, to agent p99 {p99:,.0f} ms "
+                f"({p99_at_half * 1e3:,.0f} ms at {at_half:,.0f}/s)",
                 f"bare INSERT endpoint {base_rate:,.0f}/s",
                 share,
                 f"≥ {GOAL_SHARE:.0%} of bare, p99 to agent < {GOAL_P99_MS:g} ms",
-                share >= GOAL_SHARE and p99 < GOAL_P99_MS,
+                share >= GOAL_SHARE and p99_at_half * 1e3 < GOAL_P99_MS,
             )
         )
 
 
 async def run(arguments: argparse.Namespace) -> None:
+    rates = arguments.rates or f"from {arguments.start:g}/s, x{arguments.factor:g} a step"
     print(
-        f"bench.intake: rates {arguments.rates} per second, {arguments.seconds:g} s each, "
-        f"{os.cpu_count()} cores shared by generator and servers"
+        f"bench.intake: rates {rates}, {arguments.seconds:g} s each, generator in a process "
+        f"of its own, {os.cpu_count()} cores shared by generator, servers and database"
     )
     hubs = [await run_hub(arguments, processes) for processes in arguments.processes]
     bare = await run_bare(arguments)

@@ -37,7 +37,6 @@ from bench.harness import Summary, scratch_database, summarise
 from bench.intake import (
     EMAIL,
     PASSWORD,
-    Requests,
     console,
     free_port,
     hub_environment,
@@ -135,13 +134,13 @@ async def until_flowing(sink: Sink, seconds: float = 300) -> int:
 async def measure(
     base: str, checker: Hub, arguments: argparse.Namespace, label: str
 ) -> dict[str, Any]:
-    async with console(base) as seen, httpx.AsyncClient() as client:
-        step = await offer(client, Requests([base], bare=False), arguments.rate, arguments.seconds)
+    async with console(base) as seen:
+        step = await offer([base], "hub", arguments.rate, arguments.seconds, first=0)
         await asyncio.sleep(1.0)
         delays = await to_agent(checker, step, seen)
     figures = {
         "answered": step.share_answered,
-        "request_p99": percentile(step.answered, 0.99) * 1e3,
+        "request_p99": percentile(step.latencies, 0.99) * 1e3,
         "agent_p99": percentile(delays, 0.99) * 1e3,
         "events": len(delays),
     }

@@ -13,8 +13,10 @@ the customer the sender resolved to, whatever the headers claim.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from time import perf_counter
+from typing import TypeVar
 
 from sqlalchemy import Select, exists, select
 from sqlalchemy.exc import IntegrityError
@@ -33,6 +35,7 @@ from hub.models import (
 )
 from hub.values import Inbound
 
+T = TypeVar("T")
 MAX_EXTERNAL_ID = 500
 MAX_SUBJECT = 500
 
@@ -52,11 +55,42 @@ async def accept_inbound(hub: Hub, inbound: Inbound) -> IngestResult:
     When this returns, the contact is committed, so the caller may acknowledge it
     to its source (principle 3).
     """
-    started = perf_counter()
-    async with hub.work() as work:
-        result = await ingest(work, inbound, hub.router, hub.settings.default_region)
-    count_ingest(hub, inbound.channel, result, started)
+    result, _ = await accept_inbound_then(hub, inbound, _nothing_more)
     return result
+
+
+async def _nothing_more(_work: Work, _result: IngestResult) -> None:
+    return None
+
+
+async def accept_inbound_then(
+    hub: Hub, inbound: Inbound, then: Callable[[Work, IngestResult], Awaitable[T]]
+) -> tuple[IngestResult, T]:
+    """`accept_inbound`, with `then` done in the same transaction (a confirmation queued
+    in the outbox commits with the contact that caused it, principle 2).
+
+    The first try stores without looking for an earlier copy first: a repeat is
+    rare, and the unique (channel, external id) refuses it anyway. When the
+    database refuses something (that repeat, or a new sender's identity another
+    request stored meanwhile), the transaction is rolled back whole, events
+    included, and `ingest` runs again in a new one, where it finds the earlier
+    copy or the identity and returns or uses it.
+    """
+    started = perf_counter()
+    region = hub.settings.default_region
+    check_inbound(inbound)
+    try:
+        async with hub.work() as work:
+            stored = await store_new(work, inbound, region)
+            result = stored.result
+            done = await then(work, result)
+            await stored.finish(work, hub.router)  # last: it holds the routing lock to commit
+    except IntegrityError:
+        async with hub.work() as work:
+            result = await ingest(work, inbound, hub.router, region)
+            done = await then(work, result)
+    count_ingest(hub, inbound.channel, result, started)
+    return result, done
 
 
 def count_ingest(hub: Hub, channel: str, result: IngestResult, started: float) -> None:
@@ -67,16 +101,19 @@ def count_ingest(hub: Hub, channel: str, result: IngestResult, started: float) -
 
 
 async def ingest(work: Work, inbound: Inbound, router: Router, region: str) -> IngestResult:
-    """Store one inbound contact exactly once; see the module docstring for the steps."""
+    """Store one inbound contact exactly once; see the module docstring for the steps.
+
+    For callers inside a larger unit of work: a repeat is looked for first, and
+    the storing runs in a savepoint, so a repeat stored meanwhile by another
+    process costs only the savepoint."""
     check_inbound(inbound)
     earlier = await find_ingested(work, inbound.channel, inbound.external_id)
     if earlier is not None:
         return earlier
-    sender = normalise_identity(inbound.sender_kind, inbound.sender, region)
     emitted = len(work.events)
     try:
         async with work.session.begin_nested():
-            return await _store(work, inbound, sender, router)
+            return await ingest_new(work, inbound, router, region)
     except IntegrityError:
         # Another process stored the same external id between our check and insert.
         del work.events[emitted:]
@@ -84,6 +121,20 @@ async def ingest(work: Work, inbound: Inbound, router: Router, region: str) -> I
         if earlier is None:
             raise
         return earlier
+
+
+async def ingest_new(work: Work, inbound: Inbound, router: Router, region: str) -> IngestResult:
+    """Store a contact not stored before; a repeat fails on the unique (channel, external id)
+    with IntegrityError, and the caller's transaction is then unusable."""
+    stored = await store_new(work, inbound, region)
+    await stored.finish(work, router)
+    return stored.result
+
+
+async def store_new(work: Work, inbound: Inbound, region: str) -> Stored:
+    """`ingest_new` up to its routing and events (`Stored.finish`)."""
+    sender = normalise_identity(inbound.sender_kind, inbound.sender, region)
+    return await _store(work, inbound, sender)
 
 
 def check_inbound(inbound: Inbound) -> None:
@@ -111,20 +162,52 @@ async def find_ingested(work: Work, channel: str, external_id: str) -> IngestRes
     )
 
 
-async def _store(work: Work, inbound: Inbound, sender: str, router: Router) -> IngestResult:
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """A contact written (flushed), its routing and events still to come."""
+
+    inbound: Inbound
+    customer: Customer
+    conversation: Conversation | None
+    interaction: Interaction
+    complaint: Complaint | None
+    is_new_customer: bool
+    is_new_conversation: bool
+
+    @property
+    def result(self) -> IngestResult:
+        conversation, complaint = self.conversation, self.complaint
+        return IngestResult(
+            self.customer.id,
+            conversation.id if conversation else None,
+            self.interaction.id,
+            complaint.id if complaint else None,
+        )
+
+    async def finish(self, work: Work, router: Router) -> None:
+        """Route (a new conversation, or a new complaint on one) and emit the events.
+
+        Routing takes the routing lock (on PostgreSQL), held until the commit, so
+        whatever else the transaction does belongs before this."""
+        conversation = self.conversation
+        if conversation is not None and (self.is_new_conversation or self.complaint is not None):
+            # A customer created just now has no complaint but the one just opened, if any.
+            known = self.complaint is not None if self.is_new_customer else None
+            await route(work, router, conversation, self.customer, open_complaint=known)
+        _emit(work, self)
+
+
+async def _store(work: Work, inbound: Inbound, sender: str) -> Stored:
     customer, is_new_customer = await resolve_customer(
         work.session, inbound.sender_kind, sender, inbound.sender_name
     )
-    conversation, is_new_conversation = await _thread(work, customer, inbound)
+    conversation, is_new_conversation = await _thread(work, customer, inbound, is_new_customer)
     complaint = await _open_complaint(work, customer, conversation, inbound)
     interaction = _interaction(customer, conversation, inbound, sender, complaint)
     work.session.add(interaction)
     await work.session.flush()
     _store_attachments(work, interaction, inbound)
-    if conversation is not None and (is_new_conversation or complaint is not None):
-        await route(work, router, conversation, customer)
-    _emit(
-        work,
+    return Stored(
         inbound,
         customer,
         conversation,
@@ -133,19 +216,16 @@ async def _store(work: Work, inbound: Inbound, sender: str, router: Router) -> I
         is_new_customer,
         is_new_conversation,
     )
-    return IngestResult(
-        customer.id,
-        conversation.id if conversation else None,
-        interaction.id,
-        complaint.id if complaint else None,
-    )
 
 
 async def _thread(
-    work: Work, customer: Customer, inbound: Inbound
+    work: Work, customer: Customer, inbound: Inbound, is_new_customer: bool
 ) -> tuple[Conversation | None, bool]:
-    """The conversation the inbound joins, or a new one; automatic mail never starts one."""
-    conversation = await find_open_conversation(work, customer.id, inbound)
+    """The conversation the inbound joins, or a new one; automatic mail never starts one.
+    A customer created just now has no conversation to look for."""
+    conversation = None
+    if not is_new_customer:
+        conversation = await find_open_conversation(work, customer.id, inbound)
     if conversation is not None:
         conversation.last_message_at = max(
             conversation.last_message_at or inbound.received_at, inbound.received_at
@@ -295,9 +375,17 @@ async def has_open_complaint(work: Work, customer_id: int) -> bool:
     return bool(await work.session.scalar(statement))
 
 
-async def route(work: Work, router: Router, conversation: Conversation, customer: Customer) -> None:
-    """Ask the router who takes the conversation, and record why."""
-    open_complaint = await has_open_complaint(work, customer.id)
+async def route(
+    work: Work,
+    router: Router,
+    conversation: Conversation,
+    customer: Customer,
+    open_complaint: bool | None = None,
+) -> None:
+    """Ask the router who takes the conversation, and record why; `open_complaint` when
+    the caller knows it, else it is looked up."""
+    if open_complaint is None:
+        open_complaint = await has_open_complaint(work, customer.id)
     decision = await router.assign(work.session, conversation, customer, open_complaint)
     conversation.queue = decision.queue
     conversation.assignee_id = decision.assignee_id
@@ -314,30 +402,22 @@ async def route(work: Work, router: Router, conversation: Conversation, customer
     )
 
 
-def _emit(
-    work: Work,
-    inbound: Inbound,
-    customer: Customer,
-    conversation: Conversation | None,
-    interaction: Interaction,
-    complaint: Complaint | None,
-    is_new_customer: bool,
-    is_new_conversation: bool,
-) -> None:
-    if is_new_customer:
+def _emit(work: Work, stored: Stored) -> None:
+    customer, conversation, inbound = stored.customer, stored.conversation, stored.inbound
+    if stored.is_new_customer:
         work.emit("customer.created", customer_id=customer.id)
-    if is_new_conversation and conversation is not None:
+    if stored.is_new_conversation and conversation is not None:
         work.emit(
             "conversation.created",
             conversation_id=conversation.id,
             customer_id=customer.id,
             channel=inbound.channel,
         )
-    if complaint is not None:
-        work.emit("complaint.opened", complaint_id=complaint.id, customer_id=customer.id)
+    if stored.complaint is not None:
+        work.emit("complaint.opened", complaint_id=stored.complaint.id, customer_id=customer.id)
     work.emit(
         "message.received",
-        interaction_id=interaction.id,
+        interaction_id=stored.interaction.id,
         conversation_id=conversation.id if conversation else None,
         customer_id=customer.id,
         channel=inbound.channel,

@@ -12,11 +12,15 @@ for spam. It says only the reference and the topic, from our own texts.
 
 from __future__ import annotations
 
+from typing import Any
+
 from channels.webform.texts import DEFAULT_LANGUAGE, LANGUAGES, text
-from hub.context import Hub
+from hub.context import Work
+from hub.gate import Policy
 from hub.intake import IngestResult
 from hub.models import Interaction
 from hub.outbox import Message, enqueue
+from hub.values import Inbound
 from templates import render_message
 
 TEMPLATE = "webform_confirmation"
@@ -26,28 +30,33 @@ def reference_of(result: IngestResult) -> str:
     return f"WF-{result.conversation_id or 0}-{result.interaction_id}"
 
 
-async def enqueue_confirmation(hub: Hub, result: IngestResult) -> bool:
+async def queue_confirmation(
+    work: Work, policy: Policy, inbound: Inbound, result: IngestResult
+) -> bool:
     """Queue the confirmation e-mail of a stored submission; whether one may go out.
 
-    `accept_inbound` commits the submission in a transaction of its own, so the
-    confirmation is queued in a second one right after, under the idempotency key
-    `webform-confirmation:<external id>`. A crash between the two leaves the
-    submission stored without a confirmation; the visitor's retry (the same form
-    token) stores nothing new, comes here again and queues it then, and any
-    further retry finds the key taken and queues nothing. Everything is read from
-    the stored submission, never from the retry's own fields, so a retry cannot
-    send the confirmation elsewhere. Without an e-mail address there is none.
+    It runs in the unit of work that stores the submission (`accept_inbound_then`),
+    so the two commit together: a crash leaves neither. A repeat of the submission
+    (the same form token or `submission_id`) stores nothing new and comes here
+    again, where the idempotency key `webform-confirmation:<external id>` is taken
+    and nothing more is queued. The address and texts are those of the stored
+    submission (for a new one, what was just stored from `inbound`; for a repeat,
+    read back), never a repeat's own fields, so a repeat cannot send the
+    confirmation elsewhere. Without an e-mail address there is none.
     """
-    async with hub.work() as work:
-        interaction = await work.session.get(Interaction, result.interaction_id)
-        if interaction is None or not interaction.meta.get("email"):
-            return False
-        row = await enqueue(work, _message(interaction, result), hub.policy)
-        return row.status != "blocked"
+    meta = inbound.metadata if not result.duplicate else await _stored_meta(work, result)
+    if not meta.get("email"):
+        return False
+    row = await enqueue(work, _message(meta, inbound.external_id, result), policy)
+    return row.status != "blocked"
 
 
-def _message(interaction: Interaction, result: IngestResult) -> Message:
-    meta = interaction.meta
+async def _stored_meta(work: Work, result: IngestResult) -> dict[str, Any]:
+    interaction = await work.session.get(Interaction, result.interaction_id)
+    return interaction.meta if interaction is not None else {}
+
+
+def _message(meta: dict[str, Any], external_id: str, result: IngestResult) -> Message:
     language = meta.get("language") if meta.get("language") in LANGUAGES else DEFAULT_LANGUAGE
     reference = reference_of(result)
     subject, body = render_message(
@@ -60,7 +69,7 @@ def _message(interaction: Interaction, result: IngestResult) -> Message:
         },
     )
     return Message(
-        idempotency_key=f"webform-confirmation:{interaction.external_id}",
+        idempotency_key=f"webform-confirmation:{external_id}",
         channel="email",
         recipient=meta["email"],
         purpose="service",

@@ -1,7 +1,7 @@
 """The web form's routes: `GET /channels/webform` (the form) and `POST /channels/webform`.
 
 A post goes: read (bounded) → check the fields → the spam rules → the hub's
-intake (committed) → the confirmation e-mail queued → the answer. A form post
+intake with the confirmation e-mail queued, in one transaction → the answer. A form post
 is answered 303 to the thank-you page, or with the form again (values kept,
 errors beside their fields, or the reason it was refused); a JSON post with
 201 `{"reference": ...}` (200 and the same reference for a repeat), 422
@@ -23,7 +23,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from fastapi.templating import Jinja2Templates
 from starlette.datastructures import State
 
-from channels.webform.confirmation import enqueue_confirmation, reference_of
+from channels.webform.confirmation import queue_confirmation, reference_of
 from channels.webform.rejections import RejectedError, rejected_counter
 from channels.webform.spam import Attempt, SlidingWindow, check_spam
 from channels.webform.submission import (
@@ -50,7 +50,7 @@ from channels.webform.tokens import (
 )
 from hub.api.deps import get_hub
 from hub.context import Hub
-from hub.intake import accept_inbound
+from hub.intake import accept_inbound_then
 from templates import TEMPLATE_DIR
 
 router = APIRouter(prefix="/channels/webform", tags=["channels"])
@@ -157,8 +157,10 @@ async def _accept(
     )
     check_spam(Attempt(submission, claim, external_id, client.ip, time.time(), _window(request)))
     inbound = to_inbound(submission, contact, external_id, client, language)
-    result = await accept_inbound(hub, inbound)
-    mailed = await enqueue_confirmation(hub, result)
+    policy = hub.policy
+    result, mailed = await accept_inbound_then(
+        hub, inbound, lambda work, stored: queue_confirmation(work, policy, inbound, stored)
+    )
     reference = reference_of(result)
     if not wants_html:
         return JSONResponse({"reference": reference}, status_code=200 if result.duplicate else 201)
