@@ -55,7 +55,7 @@ BENCHMARKS = (
         small=["--consoles", "50", "--chats", "500", "--events", "200"],
         postgres=False,
     ),
-    Benchmark("intake", small=["--rates", "10", "20", "--seconds", "3"], full=[], postgres=False),
+    Benchmark("intake", small=["--start", "10", "--factor", "2", "--seconds", "3"], postgres=False),
     Benchmark(
         "live_path",
         small=["--recipients", "5000", "--seconds", "5", "--rate", "10"],
