@@ -178,7 +178,8 @@ def parse_frame(raw: str) -> ClientFrame:
         raise FrameError("invalid_json", "a frame is one JSON object") from None
     if not isinstance(body, dict):
         raise FrameError("invalid_json", "a frame is one JSON object")
-    parser = PARSERS.get(body.get("type"))  # type: ignore[arg-type]
+    kind = body.get("type")
+    parser = PARSERS.get(kind) if isinstance(kind, str) else None
     if parser is None:
         raise FrameError("unknown_type", f"unknown frame type {str(body.get('type'))[:40]!r}")
     return parser(body)
@@ -190,7 +191,14 @@ def _optional_text(body: dict[str, Any], name: str, limit: int) -> str | None:
         return None
     if not isinstance(value, str) or len(value) > limit:
         raise FrameError("invalid_frame", f"{name} is a string of at most {limit} characters")
+    if not is_storable(value):
+        raise FrameError("invalid_frame", f"{name} holds NUL or a lone surrogate")
     return value.strip() or None
+
+
+def is_storable(text: str) -> bool:
+    """No NUL (PostgreSQL refuses it) and no lone surrogate (JSON escapes allow one)."""
+    return "\x00" not in text and not any("\ud800" <= char <= "\udfff" for char in text)
 
 
 def _required_text(body: dict[str, Any], name: str, limit: int) -> str:
