@@ -48,6 +48,8 @@ HONEYPOT = "website"
 DEFAULT_TOPIC = "inquiry"
 SUBMISSION_ID = re.compile(r"[A-Za-z0-9_-]{1,150}")  # the outbox key adds 24 characters
 CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+# A JSON body may escape a lone surrogate (\ud800), which no database can encode.
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 MAX_USER_AGENT = 500
 
 Kind = Literal["form", "json"]
@@ -153,7 +155,7 @@ async def parse_form(form: FormData, max_attachment_bytes: int) -> Submission:
 def parse_json(body: bytes) -> Submission:
     try:
         data = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # nesting past the recursion limit is no form
         raise RejectedError("unreadable") from None
     if not isinstance(data, dict):
         raise RejectedError("unreadable")
@@ -192,6 +194,7 @@ def _text(value: object) -> str | None:
 
 def clean(name: str, value: str) -> str:
     """Without control characters; one line, except the message (whose CRLFs become LFs)."""
+    value = LONE_SURROGATE.sub("\ufffd", value)
     if name == "message":
         return CONTROL.sub("", value.replace("\r\n", "\n").replace("\r", "\n")).strip()
     return " ".join(CONTROL.sub(" ", value).split())
