@@ -644,3 +644,32 @@ Index(
     Interaction.channel,
     Interaction.customer_id,
 )
+
+
+class KpiCustomer(Base):
+    """A counted customer (not merged away, not erased) as the data-quality figures see them.
+
+    A rollup kept by database triggers (migration 0012) in the transaction of every change
+    to a customer, their identities or an erasure, so the figures read one narrow row per
+    customer instead of joining the identities; `hub.kpis.rollup` recomputes it from the
+    raw tables, and the tests prove the two equal.
+    """
+
+    __tablename__ = "kpi_customers"
+    __table_args__ = (
+        Index(None, "name_key", "company_key", "tier", "id"),
+        Index(None, "marked_email", "id"),
+    )
+
+    # The customer's own id: the rollup extends the customer's row, one to one.
+    id: Mapped[int] = mapped_column(
+        Id, ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
+    tier: Mapped[str | None] = mapped_column(String(1))
+    has_email: Mapped[bool] = mapped_column(Boolean)
+    has_phone: Mapped[bool] = mapped_column(Boolean)
+    # An e-mail address with a dot or a +tag in its local part, or a capital: one that may
+    # reach the same mailbox as another customer's (`hub.kpis.quality`).
+    marked_email: Mapped[bool] = mapped_column(Boolean)
+    name_key: Mapped[str] = mapped_column(String(200))  # lower(trim(name))
+    company_key: Mapped[str] = mapped_column(String(200))  # lower(trim(company)), or ''

@@ -2,6 +2,8 @@
 
 They describe the data as it stands, so the period does not apply; the tier
 filter does. Customers merged into another, and erased ones, are not counted.
+They read the rollup `kpi_customers` (`hub.kpis.rollup`): one row per counted
+customer, kept current by triggers in the transaction of every change.
 
     data_quality        customers; without e-mail, without phone, without
                         tier (counts and shares); duplicate suspect groups and
@@ -24,21 +26,14 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from sqlalchemy import (
-    ColumnElement,
-    Select,
-    String,
-    cast,
-    func,
-    or_,
-    select,
-)
+from sqlalchemy import ColumnElement, Select, String, cast, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.kpis.query import KpiQuery
-from hub.kpis.sql import applied, constant, once, tier_matches
+from hub.kpis.rollup import is_marked
+from hub.kpis.sql import applied, once, tier_matches
 from hub.kpis.tables import Table, share
-from hub.models import Consent, Customer, Erasure, Identity
+from hub.models import Consent, Identity, KpiCustomer
 
 LISTED_GROUPS = 50
 
@@ -46,17 +41,8 @@ LOOKUP_BATCH = 1000  # mailboxes per IN list (asyncpg takes at most 32,767 param
 
 
 def _counted(query: KpiQuery) -> list[ColumnElement[bool]]:
-    """Which customers count: not merged away, not erased, of the filtered tier."""
-    # NOT IN over the (few) erased ids is one hashed lookup per row, not an anti join.
-    erased = select(Erasure.customer_id).scalar_subquery()
-    where = [Customer.merged_into_id.is_(None), Customer.id.not_in(erased)]
-    if query.filters.tier:
-        where.append(tier_matches(query.filters.tier))
-    return where
-
-
-def _holders(kind: str) -> Any:
-    return select(Identity.customer_id).where(Identity.kind == kind).scalar_subquery()
+    """Which of the counted customers (the rollup's rows) count: those of the filtered tier."""
+    return [tier_matches(query.filters.tier, KpiCustomer.tier)] if query.filters.tier else []
 
 
 def _no_evidence() -> ColumnElement[bool]:
@@ -67,15 +53,13 @@ def _no_evidence() -> ColumnElement[bool]:
 async def _name_company_groups(
     session: AsyncSession, query: KpiQuery
 ) -> list[tuple[str, list[int]]]:
-    name = func.lower(func.trim(Customer.name)).label("name_key")
-    company = func.lower(func.trim(func.coalesce(Customer.company, constant("")))).label(
-        "company_key"
-    )
-    ids = func.aggregate_strings(cast(Customer.id, String), ",")
+    """Read in the order of the rollup's (name, company, tier, customer) index: no sort."""
+    name, company = KpiCustomer.name_key, KpiCustomer.company_key
+    ids = func.aggregate_strings(cast(KpiCustomer.id, String), ",")
     statement = (
         select(name, company, ids)
-        .where(*_counted(query), func.trim(Customer.name) != constant(""))
-        .group_by("name_key", "company_key")
+        .where(*_counted(query), name != "")
+        .group_by(name, company)
         .having(func.count() > 1)
     )
     return [
@@ -95,23 +79,20 @@ async def _similar_email_groups(
 ) -> list[tuple[str, list[int]]]:
     """Addresses of different customers that reach one mailbox.
 
-    Every address is either its own mailbox or has a dot, a +tag or a capital in its local
-    part; only those (a LIKE filter) are read and reduced in Python, and then the plain
-    addresses equal to one of their mailboxes are found by the unique index, so the work
-    follows the marked addresses, not the whole customer base.
+    Every address is either its own mailbox or marked (`hub.kpis.rollup.is_marked`); the
+    rollup flags the customers who have a marked address, so only their addresses are
+    read and reduced in Python, and then the plain addresses equal to one of their
+    mailboxes are found by the unique index: the work follows the marked addresses, not
+    the whole customer base.
     """
     base = (
         select(Identity.customer_id, Identity.value)
-        .join(Customer, Customer.id == Identity.customer_id)
+        .join(KpiCustomer, KpiCustomer.id == Identity.customer_id)
         .where(Identity.kind == "email", *_counted(query))
     )
-    marked = or_(
-        Identity.value.like("%.%@%"),
-        Identity.value.like("%+%@%"),
-        Identity.value != func.lower(Identity.value),
-    )
     members: dict[str, set[int]] = defaultdict(set)
-    for customer_id, value in await session.execute(base.where(marked)):
+    marked = base.where(KpiCustomer.marked_email, is_marked(Identity.value))
+    for customer_id, value in await session.execute(marked):
         members[mailbox_of(value)].add(customer_id)
     mailboxes = list(members)
     for start in range(0, len(mailboxes), LOOKUP_BATCH):
@@ -144,18 +125,18 @@ def _consents(query: KpiQuery, *columns: Any) -> Select[Any]:
     return (
         select(*columns)
         .select_from(Consent)
-        .join(Customer, Customer.id == Consent.customer_id)
+        .join(KpiCustomer, KpiCustomer.id == Consent.customer_id)
         .where(_no_evidence(), *_counted(query))
     )
 
 
 async def data_quality(session: AsyncSession, query: KpiQuery) -> Table:
-    # One pass over the customers; each identity kind is hashed once (an uncorrelated IN).
+    # One pass over the rollup's narrow rows, one per counted customer.
     tallies = select(
         func.count(),
-        func.count().filter(Customer.tier.is_(None)),
-        func.count().filter(Customer.id.not_in(_holders("email"))),
-        func.count().filter(Customer.id.not_in(_holders("phone"))),
+        func.count().filter(KpiCustomer.tier.is_(None)),
+        func.count().filter(KpiCustomer.has_email.is_(False)),
+        func.count().filter(KpiCustomer.has_phone.is_(False)),
     ).where(*_counted(query))
     total, no_tier, no_email, no_phone = (await session.execute(tallies)).one()
     suspects = await _suspects(session, query)

@@ -1,14 +1,7 @@
 """Service figures: how fast requests are answered and closed, and where they pile up.
 
-    first_response   conversations created in the period: how many, how many
-                     answered, median and p90 of created → first response
-    resolution       conversations closed in the period: median and p90 of
-                     created → closed
-    sla              conversations created in the period that have a first-
-                     response target (`sla_due_at`, from their tier and
-                     channel): met (answered by it), missed (answered later, or
-                     not answered and past it), pending (neither yet);
-                     attainment = met / (met + missed)
+    first_response,  the period's conversations: answer and closing times,
+    resolution, sla  SLA attainment (`hub.kpis.conversations`)
     open_by_queue,   conversations open now, by how long ago they came in
     open_by_assignee
     complaints       opened and resolved in the period, open now, and the
@@ -20,7 +13,8 @@
     top_contacts     the customers who contacted us most, per channel
 
 The first three are broken down by channel, tier and team (the queue), with
-the total as `by = all`.
+the total as `by = all`. Customers are joined only where the tier is asked for
+(a breakdown or the tier filter): the other figures then read their own index.
 """
 
 from __future__ import annotations
@@ -29,26 +23,22 @@ from collections import Counter
 from typing import Any
 
 from sqlalchemy import (
-    CTE,
-    ColumnElement,
     String,
     and_,
     case,
     cast,
     func,
-    or_,
     select,
     union_all,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from hub.kpis import conversations
 from hub.kpis.query import KpiQuery
 from hub.kpis.sql import (
     AGE_NAMES,
-    Rows,
     age_bucket,
     applied,
-    breakdown,
     constant,
     dialect_of,
     filtered,
@@ -57,9 +47,8 @@ from hub.kpis.sql import (
     rank_stats,
     seconds_between,
     tier_matches,
-    tier_of,
 )
-from hub.kpis.tables import Table, share
+from hub.kpis.tables import Table
 from hub.models import Agent, Complaint, Conversation, Customer, Interaction
 
 CONVERSATION_FILTERS = ("channel", "tier", "team")
@@ -82,98 +71,12 @@ def _conversation_columns() -> dict[str, Any]:
     }
 
 
-def _conversation_rows(query: KpiQuery, value: ColumnElement[Any], *where: Any) -> CTE:
-    """The period's conversations (filtered) as rows of channel, tier, team and `value`."""
-    statement = (
-        select(
-            Conversation.channel.label("channel"),
-            tier_of().label("tier"),
-            func.coalesce(Conversation.queue, constant("none")).label("team"),
-            value.label("value"),
-        )
-        .join(Customer, Customer.id == Conversation.customer_id)
-        .where(*where)
-    )
-    # A CTE: SQLite materialises it once for the four breakdowns that read it.
-    return filtered(statement, query.filters, _conversation_columns()).cte("period_rows")
-
-
-async def first_response(session: AsyncSession, query: KpiQuery) -> Table:
-    seconds = seconds_between(
-        dialect_of(session), Conversation.first_response_at, Conversation.created_at
-    )
-    rows = _conversation_rows(query, seconds, in_period(Conversation.created_at, query.period))
-    return Table(
-        "first_response",
-        ("by", "group", "conversations", "answered", "median_seconds", "p90_seconds"),
-        [tuple(row) for row in await rank_stats(session, rows)],
-        applied(query.filters, CONVERSATION_FILTERS),
-    )
-
-
-async def resolution(session: AsyncSession, query: KpiQuery) -> Table:
-    seconds = seconds_between(dialect_of(session), Conversation.closed_at, Conversation.created_at)
-    rows = _conversation_rows(
-        query,
-        seconds,
-        Conversation.status == "closed",
-        in_period(Conversation.closed_at, query.period),
-    )
-    return Table(
-        "resolution",
-        ("by", "group", "closed", "median_seconds", "p90_seconds"),
-        [
-            (by, group, measured, median, p90)
-            for by, group, _n, measured, median, p90 in await rank_stats(session, rows)
-        ],
-        applied(query.filters, CONVERSATION_FILTERS),
-    )
-
-
-def _sla_outcome(now: Any) -> ColumnElement[str]:
-    answered, due = Conversation.first_response_at, Conversation.sla_due_at
-    return case(
-        (due.is_(None), constant("none")),
-        (answered <= due, constant("met")),
-        (or_(answered.is_not(None), due <= now), constant("missed")),
-        else_=constant("pending"),
-    )
-
-
-def _count_of(rows: Rows, outcome: str) -> ColumnElement[int]:
-    return func.coalesce(func.sum(case((rows.c.value == constant(outcome), 1), else_=0)), 0)
-
-
-async def sla(session: AsyncSession, query: KpiQuery) -> Table:
-    rows = _conversation_rows(
-        query,
-        _sla_outcome(query.now),
-        in_period(Conversation.created_at, query.period),
-        Conversation.sla_due_at.is_not(None),
-    )
-
-    def aggregate(rows: Rows) -> list[ColumnElement[int]]:
-        return [func.count(), *(_count_of(rows, o) for o in ("met", "missed", "pending"))]
-
-    table = [
-        (by, group, due, met, missed, pending, share(met, met + missed))
-        for by, group, due, met, missed, pending in await breakdown(session, rows, aggregate)
-        if due  # the total's row comes even when no conversation had a target
-    ]
-    return Table(
-        "sla",
-        ("by", "group", "with_target", "met", "missed", "pending", "attainment"),
-        table,
-        applied(query.filters, CONVERSATION_FILTERS),
-    )
-
-
 def _open_conversations(query: KpiQuery, key: Any) -> Any:
-    statement = (
-        select(key, age_bucket(Conversation.created_at, query.now).label("age"), func.count())
-        .join(Customer, Customer.id == Conversation.customer_id)
-        .where(Conversation.status == "open")
-    )
+    statement = select(
+        key, age_bucket(Conversation.created_at, query.now).label("age"), func.count()
+    ).where(Conversation.status == "open")
+    if query.filters.tier:
+        statement = statement.join(Customer, Customer.id == Conversation.customer_id)
     return filtered(statement, query.filters, _conversation_columns()).group_by(key.name, "age")
 
 
@@ -225,11 +128,11 @@ async def open_by_assignee(session: AsyncSession, query: KpiQuery) -> Table:
 
 
 def _complaints(query: KpiQuery, *columns: Any) -> Any:
-    statement = (
-        select(*columns).select_from(Complaint).join(Customer, Customer.id == Complaint.customer_id)
-    )
+    statement = select(*columns).select_from(Complaint)
     if query.filters.tier:
-        statement = statement.where(tier_matches(query.filters.tier))
+        statement = statement.join(Customer, Customer.id == Complaint.customer_id).where(
+            tier_matches(query.filters.tier)
+        )
     return statement
 
 
@@ -395,9 +298,9 @@ async def top_contacts(session: AsyncSession, query: KpiQuery) -> Table:
 
 
 FIGURES = {
-    "first_response": first_response,
-    "resolution": resolution,
-    "sla": sla,
+    "first_response": conversations.first_response,
+    "resolution": conversations.resolution,
+    "sla": conversations.sla,
     "open_by_queue": open_by_queue,
     "open_by_assignee": open_by_assignee,
     "complaints": complaints,

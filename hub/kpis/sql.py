@@ -118,7 +118,7 @@ async def breakdown(
     """`aggregate` of `rows` per group of each dimension (columns named like the dimensions),
     as rows `(by, group, *measures)`, the total first."""
     if dialect_of(session) == "postgresql":
-        return await _grouping_sets(session, rows, dims, aggregate(rows))
+        return await grouping_sets(session, rows, aggregate(rows), dims)
     parts = []
     for dimension in dims:
         group = constant("all") if dimension == "all" else rows.c[dimension]
@@ -144,7 +144,7 @@ async def rank_stats(
             func.percentile_disc(0.5).within_group(value),
             func.percentile_disc(P90).within_group(value),
         ]
-        return await _grouping_sets(session, rows, dims, measures)
+        return await grouping_sets(session, rows, measures, dims)
     result = await session.execute(union_all(*(_ranked(rows, d) for d in dims)))
     return sort_breakdown(result.all())
 
@@ -170,9 +170,14 @@ def _ranked(rows: Rows, dimension: str) -> Select[Any]:
     ).group_by(ranked.c.grp)
 
 
-async def _grouping_sets(
-    session: AsyncSession, rows: Rows, dims: Sequence[str], measures: Sequence[Any]
+async def grouping_sets(
+    session: AsyncSession,
+    rows: Rows,
+    measures: Sequence[Any],
+    dims: Sequence[str] = DIMENSIONS,
 ) -> list[Any]:
+    """PostgreSQL: `measures` of `rows` per group of each dimension in one pass, as rows
+    `(by, group, *measures)`, the total first (it comes even when `rows` is empty)."""
     named = [d for d in dims if d != "all"]
     sets = [rows.c[d] for d in named] + ([literal_column("()")] if "all" in dims else [])
     flags = [func.grouping(rows.c[d]) for d in named]
