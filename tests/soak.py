@@ -28,9 +28,9 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import random
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -51,10 +51,13 @@ from tests.conftest import SECRET, SignedIn
 from tests.peers import smtp, twilio
 from tests.peers.databases import PostgresDatabases
 from tests.peers.hub_processes import hub_environment, hub_processes
+from tests.soak_checks import check, held_rows
 from tests.test_campaigns import add_customer
 
 PUBLIC_URL = "https://hub.example.com"
 DUPLICATE_SHARE = 0.1
+# The command keeps the hub's log here (the CI form uses pytest's temporary folder).
+ARTIFACTS = Path(os.environ.get("OMNIHUB_ARTIFACTS", "artifacts")) / "soak"
 EMAIL_TEXT = "Hi {{ customer.name }}\n{{ unsubscribe_url }}"
 TEMPLATE_EMAIL = {"variants": {"en": {"subject": "News {{ campaign.name }}", "text": EMAIL_TEXT}}}
 TEMPLATE_SMS = {
@@ -341,7 +344,11 @@ def read_rss(pid: int) -> int:
 
 async def sample_rss(soak: Soak, stop: asyncio.Event) -> None:
     while not stop.is_set():
-        soak.ledger.rss.append((time.monotonic(), read_rss(soak.pid)))
+        try:
+            soak.ledger.rss.append((time.monotonic(), read_rss(soak.pid)))
+        except FileNotFoundError:  # the hub is gone: the checks will say so
+            soak.ledger.failures.append("the hub process ended during the soak")
+            return
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), 1.0)
 
@@ -383,8 +390,6 @@ def hub_env(database_url: str, sink: smtp.SmtpServer, api: twilio.TwilioApi, pla
 
 
 async def run_soak(plan: Plan, database_url: str, folder: Path) -> Any:
-    from tests.soak_checks import check
-
     hub = Hub.create(load_settings(_env_file=None, database_url=database_url, secret_key=SECRET))
     try:
         agent, supervisor = await make_people(hub, plan)
@@ -429,22 +434,11 @@ async def drive(soak: Soak, until: float) -> None:
 
 
 async def drain(soak: Soak, seconds: float = 120) -> None:
-    """Wait until the outbox has nothing queued or claimed (replies, help texts)."""
-    from sqlalchemy import func, select
-
-    from hub.models import OutboxMessage
-
-    async with asyncio.timeout(seconds):
-        while True:
-            async with soak.hub.sessions() as session:
-                busy = await session.scalar(
-                    select(func.count())
-                    .select_from(OutboxMessage)
-                    .where(OutboxMessage.status.in_(("queued", "sending", "handed")))
-                )
-            if not busy:
-                return
-            await asyncio.sleep(0.5)
+    """Wait until the outbox has nothing queued or claimed; what is left, the checks report."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            while await held_rows(soak.hub):  # noqa: ASYNC110 - polling the database
+                await asyncio.sleep(0.5)
 
 
 async def fresh_database() -> tuple[PostgresDatabases, str, Any]:
@@ -456,9 +450,9 @@ async def fresh_database() -> tuple[PostgresDatabases, str, Any]:
 
 async def main_async(plan: Plan) -> int:
     databases, url, fresh = await fresh_database()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
     try:
-        with tempfile.TemporaryDirectory() as folder:
-            report = await run_soak(plan, url, Path(folder))
+        report = await run_soak(plan, url, ARTIFACTS)
     finally:
         with contextlib.suppress(StopAsyncIteration):
             await anext(fresh)

@@ -14,19 +14,21 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
 
+from hub.context import Hub
 from hub.models import Campaign, Interaction, OutboxMessage
 from tests.peers import smtp, twilio
 
 if TYPE_CHECKING:
     from tests.soak import Soak
 
+
 # Resident memory may grow this much from the first third of the run to the last:
 # allocator and cache warm-up, not a leak. A leak of a few KiB per input exceeds
 # it within the 15-minute run.
 RSS_TOLERANCE = 0.10
 RSS_SLACK_BYTES = 8 * 2**20
-ERROR_LINE = re.compile(r"Traceback|\bERROR\b|\bCRITICAL\b")
 HELD = ("queued", "sending", "handed")
+ERROR_LINE = re.compile(r"Traceback|\bERROR\b|\bCRITICAL\b")
 
 
 @dataclass
@@ -63,15 +65,15 @@ async def check(
         mails_at_sink=len(sink.messages),
         sms_at_twilio=len(api.messages),
     )
-    report.violations += ledger.failures
-    report.violations += await stored_once(soak)
-    report.violations += await outbox_settled(soak, report)
-    report.violations += sent_at_most_once(sink, api, ledger.replies)
-    report.violations += nothing_after_opt_out(soak, sink, api, receipts, report)
-    report.violations += memory_flat(ledger.rss, report)
-    report.violations += [
-        f"hub log: {line}" for line in log.splitlines() if ERROR_LINE.search(line)
-    ]
+    report.violations = {
+        "every failure visible": ledger.failures,
+        "stored once": await stored_once(soak),
+        "outbox settled": await outbox_settled(soak, report),
+        "sent at most once": sent_at_most_once(sink, api, ledger.replies),
+        "nothing after an opt-out": nothing_after_opt_out(soak, sink, api, receipts, report),
+        "memory flat": memory_flat(ledger.rss, report),
+        "no error in the hub's log": [line for line in log.splitlines() if ERROR_LINE.search(line)],
+    }
     return report
 
 
@@ -106,7 +108,7 @@ async def outbox_settled(soak: Soak, report: Report) -> list[str]:
         )
         statuses = {status: number for status, number in counted}
         report.figures["outbox"] = statuses
-        found += [f"{statuses[s]} outbox rows left {s}" for s in HELD if statuses.get(s)]
+        found += [f"outbox row left: {row}" for row in await held_rows(soak.hub)]
         silent = await session.scalar(
             select(func.count())
             .select_from(OutboxMessage)
@@ -176,3 +178,20 @@ def memory_flat(samples: list[tuple[float, int]], report: Report) -> list[str]:
     if last > allowed:
         return [f"memory grew from {first / 2**20:.1f} MiB to {last / 2**20:.1f} MiB"]
     return []
+
+
+async def held_rows(hub: Hub) -> list[dict[str, Any]]:
+    """Outbox rows still queued or claimed, with what says why."""
+    async with hub.sessions() as session:
+        rows = await session.execute(
+            select(
+                OutboxMessage.id,
+                OutboxMessage.purpose,
+                OutboxMessage.channel,
+                OutboxMessage.status,
+                OutboxMessage.attempts,
+                OutboxMessage.last_error,
+                OutboxMessage.next_attempt_at,
+            ).where(OutboxMessage.status.in_(HELD))
+        )
+        return [dict(row._mapping) for row in rows]
