@@ -28,16 +28,33 @@ Failures map onto the hub's delivery errors (reply codes per RFC 5321):
 
     connect, TLS, EHLO or AUTH failed      ──> TransientDeliveryError
     connection lost or timed out before
-      the message content was sent         ──> TransientDeliveryError
+      the end of the content was sent      ──> TransientDeliveryError
     MAIL FROM, RCPT TO, DATA or the reply
       after the content answered   4xx     ──> TransientDeliveryError
                                    5xx     ──> PermanentDeliveryError  (code and text kept)
     connection lost or timed out after the
-      content, before the final reply      ──> UnknownDeliveryError    (it may have gone out)
+      end of the content, before the reply ──> UnknownDeliveryError    (it may have gone out)
     a recipient SMTP cannot carry          ──> PermanentDeliveryError
 
-aiosmtplib's `sendmail` cannot tell the last two connection losses apart, so
-the transaction is driven here step by step (MAIL, RCPT, DATA, content).
+aiosmtplib's `sendmail` cannot tell the last two connection losses apart, and
+its `data()` writes the content and its end together, so the transaction is
+driven here step by step with its protocol's `write` and `read_response`:
+
+    MAIL FROM, RCPT TO, DATA  (354)
+    the content, dot-stuffed, ending in CRLF, flushed to the socket
+    the caller's commit point (`send_staged`)
+    the end of data, CRLF.CRLF (written at once: nothing may come between)
+    the reply (250)
+
+A server accepts a message only with the end of data: one whose DATA ends
+because the connection did (the sender crashed, or dropped the connection
+because its commit failed) is discarded, with no reply, as if the transaction
+had not been (RFC 5321 section 3.3: the end of mail data "confirms the mail
+transaction and tells the SMTP server to now process" it; section 3.8: a
+connection closed mid-transaction counts as a 451; section 6.1: the server
+takes responsibility with its 250). aiosmtpd does so (its DATA loop is
+cancelled by the end of the connection; tests/test_email_end_of_data.py). So
+until the end of data is written the message can be sent again.
 """
 
 from __future__ import annotations
@@ -62,7 +79,10 @@ from aiosmtplib import (
     SMTPRecipientRefused,
     SMTPResponseException,
     SMTPSenderRefused,
+    SMTPServerDisconnected,
+    SMTPTimeoutError,
 )
+from aiosmtplib.protocol import SMTPProtocol
 
 from channels.email.message_ids import make_message_id, make_reply_address
 from hub.delivery import (
@@ -84,6 +104,8 @@ TIMEOUT_SECONDS = 30.0
 QUIT_SECONDS = 5.0
 START_MAIL_INPUT = 354
 COMPLETED = 250
+END_OF_DATA = b".\r\n"  # after content that ends in CRLF: the CRLF.CRLF of RFC 5321
+FLUSH_POLL_SECONDS = 0.001
 # 7-bit bodies (quoted-printable or base64 where needed) ask nothing of the
 # relay: no 8BITMIME. Lines end in CRLF, as SMTP wants.
 POLICY = email.policy.SMTP.clone(cte_type="7bit")
@@ -179,20 +201,19 @@ class SmtpSender:
     async def send(self, outbound: Outbound) -> Receipt:
         return await self.send_staged(outbound, None)
 
-    async def send_staged(
-        self, outbound: Outbound, before_content: Callable[[], Awaitable[None]] | None
-    ) -> Receipt:
-        """`send`, calling `before_content` after the server's go-ahead for the content
-        (354) and before any of it is sent: the caller's commit point (a campaign marks
-        the message handed over there). If it raises, the connection is dropped, nothing
-        of the message is sent, and its exception propagates."""
+    async def send_staged(self, outbound: Outbound, before_end: Hook | None) -> Receipt:
+        """`send`, calling `before_end` once the whole content is on the wire but its end
+        (CRLF.CRLF) is not: the caller's commit point (a campaign marks the message
+        handed over there), after which the end of data is written at once. If it
+        raises, the connection is dropped, so the server discards the unfinished
+        message, and its exception propagates."""
         recipient = check_recipient(outbound.recipient)
         message_id = self.make_message_id(outbound)
         reply_to = self.make_reply_address(outbound)
         content = self.render(outbound, message_id, reply_to)
         async with self._lock:
             try:
-                await self._deliver(recipient, content, before_content)
+                await self._deliver(recipient, content, before_end)
             except asyncio.CancelledError:
                 self._drop()  # cut off mid-command: the connection's state is unknown
                 raise
@@ -241,17 +262,15 @@ class SmtpSender:
     ) -> None:
         await self.close()
 
-    async def _deliver(
-        self, recipient: str, content: bytes, before_content: Hook | None = None
-    ) -> None:
+    async def _deliver(self, recipient: str, content: bytes, before_end: Hook | None) -> None:
         reused = self._smtp is not None and self._smtp.is_connected
         try:
-            await self._transact(await self._connection(), recipient, content, before_content)
+            await self._transact(await self._connection(), recipient, content, before_end)
         except _LostBeforeContentError as error:
             if not reused:
                 raise
             log.info("SMTP connection to %s had gone (%s); opening a new one", self.host, error)
-            await self._transact(await self._connection(), recipient, content, before_content)
+            await self._transact(await self._connection(), recipient, content, before_end)
 
     async def _connection(self) -> SMTP:
         if self._smtp is not None and self._smtp.is_connected:
@@ -278,16 +297,20 @@ class SmtpSender:
         return smtp
 
     async def _transact(
-        self, smtp: SMTP, recipient: str, content: bytes, before_content: Hook | None = None
+        self, smtp: SMTP, recipient: str, content: bytes, before_end: Hook | None
     ) -> None:
         await self._start(smtp, recipient)
-        if before_content is not None:
+        protocol = await self._send_content(smtp, content)
+        if before_end is not None:
             try:
-                await before_content()
+                await before_end()
             except BaseException:
-                self._drop()  # in the middle of DATA: this connection cannot go on
+                self._drop()  # the DATA is left unfinished: the server discards it
                 raise
-        await self._send_content(smtp, content)
+        # The commit point above has returned: nothing may come between it and this
+        # write (no await), since a crash in between loses the message.
+        self._end_data(protocol)
+        await self._read_reply(protocol)
 
     async def _start(self, smtp: SMTP, recipient: str) -> None:
         """MAIL FROM, RCPT TO and DATA, up to the server's go-ahead for the content."""
@@ -311,13 +334,46 @@ class SmtpSender:
                 f"SMTP failed before the message was sent: {describe(error)}"
             ) from error
 
-    async def _send_content(self, smtp: SMTP, content: bytes) -> None:
-        """The content and the final reply: from here a lost connection may have delivered."""
+    async def _send_content(self, smtp: SMTP, content: bytes) -> SMTPProtocol:
+        """The content without its end, flushed to the socket: the server holds it, and
+        drops it if the connection ends before the end of data (safe to send again)."""
         protocol = smtp.protocol
-        if protocol is None or not protocol.is_connected:
+        try:
+            if protocol is None:
+                raise SMTPServerDisconnected("Connection lost")
+            protocol.write(stuff_content(content))
+            await self._flushed(protocol)
+        except (SMTPException, OSError) as error:
             self._drop()
-            raise _LostBeforeContentError("SMTP connection lost before the message was sent")
-        protocol.write(frame_content(content))
+            raise _LostBeforeContentError(
+                f"SMTP connection lost before the message was sent: {describe(error)}"
+            ) from error
+        return protocol
+
+    async def _flushed(self, protocol: SMTPProtocol) -> None:
+        """Wait until the transport has handed everything to the kernel, so that the end
+        of data goes out with the write that follows the commit, not later."""
+        waited = 0.0
+        while (transport := protocol.transport) is not None and transport.get_write_buffer_size():
+            if waited > self.timeout:
+                raise SMTPTimeoutError("timed out sending the message content")
+            await asyncio.sleep(FLUSH_POLL_SECONDS)
+            waited += FLUSH_POLL_SECONDS
+        if protocol.transport is None or protocol.transport.is_closing():
+            raise SMTPServerDisconnected("Connection lost")
+
+    def _end_data(self, protocol: SMTPProtocol) -> None:
+        try:
+            protocol.write(END_OF_DATA)
+        except SMTPServerDisconnected as error:
+            # The end of data never left: the server drops the message (not sent).
+            self._drop()
+            raise TransientDeliveryError(
+                f"SMTP connection lost before the end of the message: {describe(error)}"
+            ) from error
+
+    async def _read_reply(self, protocol: SMTPProtocol) -> None:
+        """The reply to the end of data: from here a lost connection may have delivered."""
         try:
             reply = await protocol.read_response(timeout=self.timeout)
         except (SMTPException, OSError) as error:
@@ -448,15 +504,13 @@ def _read_back(name: str, text: str) -> str | None:
     return _CONTROL.sub(" ", str(header))
 
 
-def frame_content(content: bytes) -> bytes:
-    """The message as DATA carries it: CRLF lines, leading dots doubled, then CRLF.CRLF.
-
-    RFC 5321 section 4.5.2 (transparency).
-    """
+def stuff_content(content: bytes) -> bytes:
+    """The message as DATA carries it before its end: CRLF lines, leading dots doubled,
+    the last line ended (RFC 5321 section 4.5.2, transparency). END_OF_DATA follows."""
     lines = _LINE_END.sub(b"\r\n", content)
     if not lines.endswith(b"\r\n"):
         lines += b"\r\n"
-    return _LEADING_DOT.sub(b"..", lines) + b".\r\n"
+    return _LEADING_DOT.sub(b"..", lines)
 
 
 def refused(error: SMTPResponseException) -> DeliveryError:

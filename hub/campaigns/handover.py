@@ -5,6 +5,10 @@ sent to the driver directly (one round trip, no ORM, no transaction around
 it), because it is the only database work done per message while a message
 is on its way. It is conditional: a row cancelled or reclaimed since this
 worker claimed it is refused (`HandoverRefusedError`), and nothing is sent.
+It does nothing after the driver returns but read the row count (SQLite's
+cursor is closed at the next hand-off), because the caller writes the
+message's end of data the moment it returns, and a crash in between loses
+the message.
 
 `OutcomeRecorder` writes outcomes in group commits (up to `FLUSH_ROWS`, or
 every `FLUSH_SECONDS`), each only onto a row still in flight, so that a row
@@ -51,11 +55,13 @@ class Handover:
         self.worker = worker
         self.dialect = connection.dialect.name
         self._driver: Any = None
+        self._cursor: Any = None  # SQLite's last, closed at the next hand-off
 
     async def __aenter__(self) -> Handover:
         return self
 
     async def __aexit__(self, *_exc: object) -> None:
+        await self._close_cursor()
         # The connection goes back to the pool: leave it as durable as it came.
         if self._driver is not None and self.dialect == "postgresql":
             try:
@@ -65,15 +71,20 @@ class Handover:
 
     async def hand(self, row_id: int) -> None:
         driver = await self._connect()
+        await self._close_cursor()
         if self.dialect == "postgresql":
             status = await driver.execute(self.SQL["postgresql"], row_id, self.worker)
             changed = int(status.split()[-1])
         else:
-            cursor = await driver.execute(self.SQL["sqlite"], (row_id, self.worker))
-            changed = cursor.rowcount
-            await cursor.close()
+            self._cursor = await driver.execute(self.SQL["sqlite"], (row_id, self.worker))
+            changed = self._cursor.rowcount
         if changed != 1:
             raise HandoverRefusedError(f"outbox row {row_id} is no longer {self.worker}'s to send")
+
+    async def _close_cursor(self) -> None:
+        cursor, self._cursor = self._cursor, None
+        if cursor is not None:
+            await cursor.close()
 
     async def _connect(self) -> Any:
         if self._driver is None:

@@ -6,11 +6,14 @@
     server.drop_next("content")                            close the connection instead
     server.stall_next("mail")                              say nothing (the client times out)
     await server.drop_connections()                        close every open connection now
+    server.stop(); server.start()                          vanish, and come back on the same port
 
 Steps are "mail", "rcpt", "data" (the command, before the content) and
 "content" (the reply after it). Queued faults are used in order, each at the
 first step it names, as GNU Mailman's `testing/mta.py` does. What arrived is in
-`messages` (envelope and raw bytes, parsed on demand); `connections` counts
+`messages` (envelope and raw bytes, parsed on demand), a DATA cut off by the
+end of its connection before its end of data (dropped, as RFC 5321 wants) in
+`discarded`, with how much of it had come; `connections` counts
 the connections that said EHLO or HELO. aiosmtpd runs the server in a thread
 of its own; `serving()` and the fixtures close every connection before they
 stop it, so no transport is left for the garbage collector.
@@ -51,6 +54,8 @@ SERVER_NAME = "smtp.peer.test"
 START_SECONDS = 5.0
 STALL_SECONDS = 10.0  # bounded: a stalled step answers 451 after this, if still connected
 CLOSE_SECONDS = 5.0
+EOF_READ_SECONDS = 0.001  # how often a session that got EOF is checked for unread lines
+EOF_READ_TRIES = 1000  # then it ends anyway (a session busy elsewhere, a stalled step)
 
 Step = Literal["mail", "rcpt", "data", "content"]
 TlsMode = Literal["plain", "starttls", "implicit"]
@@ -96,6 +101,14 @@ class Received:
 
 
 @dataclass(frozen=True, slots=True)
+class Discarded:
+    """A DATA the connection's end cut off before its end: the server dropped it."""
+
+    rcpt_tos: tuple[str, ...]
+    content_bytes: int  # what had arrived of it (the DATA command's line not counted)
+
+
+@dataclass(frozen=True, slots=True)
 class Certificate:
     cert: Path
     key: Path
@@ -127,6 +140,7 @@ class SmtpServer:
         self.certificate = certificate
         self.credentials = credentials
         self.messages: list[Received] = []
+        self.discarded: list[Discarded] = []
         self.connections = 0
         self._faults: deque[Fault] = deque()
         self._open: set[PeerSmtp] = set()
@@ -155,6 +169,9 @@ class SmtpServer:
         future = asyncio.run_coroutine_threadsafe(self._close_all(), self._controller.loop)
         future.result(CLOSE_SECONDS)
         self._controller.stop()
+        # A stopped controller's loop is closed: a new one lets `start` bring the
+        # server back on the same port (the SMTP server that vanished comes back).
+        self._controller = PeerController(self)
 
     # Called on the server's thread.
 
@@ -167,6 +184,10 @@ class SmtpServer:
     def record(self, received: Received) -> None:
         with self._lock:
             self.messages.append(received)
+
+    def discard(self, discarded: Discarded) -> None:
+        with self._lock:
+            self.discarded.append(discarded)
 
     def opened(self, smtp: PeerSmtp) -> None:
         with self._lock:
@@ -234,6 +255,7 @@ class PeerSmtp(SMTP):
         self.peer = peer
         self.lost: asyncio.Future[None] = self.loop.create_future()
         self._greeted = False
+        self._content_bytes: int | None = None  # inside DATA: what has arrived of it
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         first = self.transport is None  # STARTTLS makes a connection a second time
@@ -246,6 +268,30 @@ class PeerSmtp(SMTP):
         self.peer.closed(self)
         if not self.lost.done():
             self.lost.set_result(None)
+
+    def eof_received(self) -> bool | None:
+        """The client's end of stream ends the session once the session has read what
+        came before it, as an MTA reading its input in order does.
+
+        aiosmtpd cancels the session at EOF at once, dropping lines it has received
+        but not yet read: a whole message with its end of data, sent just before the
+        client died, would vanish, where Postfix or Exim would accept it (the
+        duplicate-message case of RFC 1047). An unfinished DATA is still discarded:
+        the end is passed on as soon as no complete line is left unread.
+        """
+        if self.session is None or self.session.ssl is not None or not self._has_unread_line():
+            return super().eof_received()
+        self._end_after_reading(EOF_READ_TRIES)
+        return True  # keep the transport: the cancelled session closes it
+
+    def _end_after_reading(self, tries: int) -> None:
+        if tries and self.transport is not None and self._has_unread_line():
+            self.loop.call_later(EOF_READ_SECONDS, self._end_after_reading, tries - 1)
+            return
+        super().eof_received()
+
+    def _has_unread_line(self) -> bool:
+        return b"\n" in self._reader._buffer  # type: ignore[attr-defined]
 
     async def smtp_EHLO(self, hostname: str) -> None:
         self._count_greeting()
@@ -264,8 +310,21 @@ class PeerSmtp(SMTP):
             await super().smtp_RCPT(arg)
 
     async def smtp_DATA(self, arg: str) -> None:
-        if not await self.act_on_fault("data"):
+        if await self.act_on_fault("data"):
+            return
+        self._content_bytes = 0
+        try:
             await super().smtp_DATA(arg)
+        except asyncio.CancelledError:  # the connection ended before the end of data
+            self.peer.discard(Discarded(tuple(self.envelope.rcpt_tos), self._content_bytes))
+            raise
+        finally:
+            self._content_bytes = None
+
+    def data_received(self, data: bytes) -> None:
+        if self._content_bytes is not None:
+            self._content_bytes += len(data)
+        super().data_received(data)
 
     async def act_on_fault(self, step: Step) -> bool:
         fault = self.peer.take_fault(step)
