@@ -1,6 +1,6 @@
 """The soak run (issue 11): mixed traffic into a real hub process, then the invariants.
 
-`python -m tests.soak --minutes 15` (the full form; `--seconds 25` is what CI
+`python -m tests.soak --minutes 15` (the full form; `--seconds 15` is what CI
 runs through `tests/test_soak.py`) starts one `omnihub serve` on a fresh
 PostgreSQL database, aiosmtpd as the mail sink and the Twilio stand-in, and
 for the given time sends, at a steady rate:
@@ -466,7 +466,7 @@ def main() -> None:
         prog="python -m tests.soak", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--minutes", type=float, help="the full form: 15")
-    parser.add_argument("--seconds", type=float, help="or this many seconds (CI: 25)")
+    parser.add_argument("--seconds", type=float, help="or this many seconds (CI: 15)")
     options = parser.parse_args()
     seconds = options.seconds or (options.minutes or 15) * 60
     sys.exit(asyncio.run(main_async(Plan(seconds=seconds))))

@@ -1,4 +1,4 @@
-"""The soak run's short form (25 seconds of mixed traffic into a real hub process).
+"""The soak run's short form (15 seconds of mixed traffic into a real hub process).
 
 The full form is `python -m tests.soak --minutes 15` (see `tests/soak.py`).
 One run feeds every test here; each test names the invariant it holds.
@@ -16,7 +16,7 @@ from tests.peers.databases import PostgresDatabases
 from tests.soak import Plan, run_soak
 from tests.soak_checks import Report
 
-SHORT = Plan(seconds=25)
+SHORT = Plan(seconds=15, email_recipients=120, sms_recipients=40)
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +37,7 @@ def test_the_soak_sent_every_kind_of_traffic_and_duplicates(soaked: Report):
     assert {"webform", "sms", "chat", "reply", "lookup", "stop", "unsubscribe"} <= kinds
     assert soaked.figures["duplicates_sent"] > 0
     assert soaked.figures["campaigns"] >= 2
+    assert soaked.figures["opt_outs"] > 0  # while the campaigns sent; see the next note
 
 
 def test_every_input_answered_2xx_is_stored_once(soaked: Report):
@@ -55,3 +56,8 @@ def test_nothing_is_sent_twice_and_the_outbox_settles_with_reasons(soaked: Repor
 
 def test_the_hubs_memory_does_not_grow_over_the_soak(soaked: Report):
     assert soaked.violations["memory flat"] == []
+
+
+# "Nothing after an opt-out" is broken by a known flaw (an opt-out committed while a
+# claimed batch goes out does not stop the rest of it), proven deterministically by
+# tests/test_opt_out_mid_campaign.py; the soak's report lists each late message.
