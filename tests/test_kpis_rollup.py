@@ -6,6 +6,7 @@ states the same rows from the raw tables. Each test runs on SQLite and PostgreSQ
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -138,3 +139,30 @@ async def test_the_rollup_changes_with_the_transaction_that_changes_a_customer(h
     assert after["customers"] == before["customers"] + 1
     assert after["without_email"] == before["without_email"] + 1
     assert after["without_phone"] == before["without_phone"] + 1
+
+
+async def test_two_transactions_removing_a_customers_two_addresses_leave_them_without_e_mail(
+    hub: Hub,
+):
+    """Each refresh sees the other's commit: the second waits for the first (PostgreSQL: the
+    customer's row lock the refresh takes first; SQLite: its one writer at a time)."""
+    await _apply(hub, _new_customer("Ida Neu"))
+    await _apply(hub, _add(900, "email", "ida@mail.test"))
+    await _apply(hub, _add(900, "email", "ida@work.test"))
+
+    async with hub.sessions() as first, hub.sessions() as second:
+        async with first.begin():
+            await first.execute(delete(Identity).where(Identity.value == "ida@mail.test"))
+            await second.begin()
+            waiting = asyncio.create_task(
+                second.execute(delete(Identity).where(Identity.value == "ida@work.test"))
+            )
+            await asyncio.sleep(0.2)
+            assert not waiting.done()
+        await waiting
+        await second.commit()
+
+    async with hub.sessions() as session:
+        kept = {row[0]: row for row in await kept_rows(session)}
+    assert kept[900][2] is False  # has_email
+    assert await _differences(hub) == []
