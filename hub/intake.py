@@ -13,13 +13,16 @@ the customer the sender resolved to, whatever the headers claim.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from time import perf_counter
 from typing import TypeVar
+from weakref import WeakKeyDictionary
 
 from sqlalchemy import Select, exists, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub.assignment import Router
 from hub.context import Hub, Work
@@ -36,6 +39,9 @@ from hub.models import (
 from hub.values import Inbound
 
 T = TypeVar("T")
+# Below the engine's pool (hub.db: 10), which the console and background work share.
+INGEST_SLOTS = 8
+_SLOTS: WeakKeyDictionary[AsyncEngine, asyncio.Semaphore] = WeakKeyDictionary()
 MAX_EXTERNAL_ID = 500
 MAX_SUBJECT = 500
 
@@ -79,6 +85,15 @@ async def accept_inbound_then(
     started = perf_counter()
     region = hub.settings.default_region
     check_inbound(inbound)
+    async with _slot(hub):
+        result, done = await _store_then(hub, inbound, region, then)
+    count_ingest(hub, inbound.channel, result, started)
+    return result, done
+
+
+async def _store_then(
+    hub: Hub, inbound: Inbound, region: str, then: Callable[[Work, IngestResult], Awaitable[T]]
+) -> tuple[IngestResult, T]:
     try:
         async with hub.work() as work:
             stored = await store_new(work, inbound, region)
@@ -89,8 +104,23 @@ async def accept_inbound_then(
         async with hub.work() as work:
             result = await ingest(work, inbound, hub.router, region)
             done = await then(work, result)
-    count_ingest(hub, inbound.channel, result, started)
     return result, done
+
+
+def _slot(hub: Hub) -> asyncio.Semaphore:
+    """One of this engine's `INGEST_SLOTS`: at most that many intake transactions at once.
+
+    Past the pool's size every further transaction would open an overflow
+    connection, which is closed again on return: connected (TLS tried, types
+    introspected) and every statement prepared anew, for one contact. Under a
+    burst that made each contact dearer the longer the backlog grew; and all of
+    them queue on the routing lock anyway. A request over the limit waits here,
+    holding nothing.
+    """
+    slots = _SLOTS.get(hub.engine)
+    if slots is None:
+        slots = _SLOTS[hub.engine] = asyncio.Semaphore(INGEST_SLOTS)
+    return slots
 
 
 def count_ingest(hub: Hub, channel: str, result: IngestResult, started: float) -> None:
