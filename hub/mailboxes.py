@@ -15,11 +15,17 @@ move) and the row marked `acknowledged` (`settled_unacknowledged`,
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
 from time import perf_counter
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, false, literal_column, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.bounces import BounceResult, DeliveryReport, count_bounce, record_bounce
@@ -27,10 +33,11 @@ from hub.context import Hub, Work
 from hub.db import insert_for
 from hub.errors import NotFoundError
 from hub.intake import IngestResult, count_ingest, ingest
-from hub.models import MailboxState, RawMessage
+from hub.models import MailboxState, RawMessage, utcnow
 from hub.values import Inbound
 
 MAX_ATTEMPTS = 3
+KEEP_PARAMETERS = ("channel", "source", "uidvalidity", "uid", "content", "created_at", "updated_at")
 DEAD = ("failed", "quarantined")
 DONE = ("ingested", "quarantined")
 
@@ -50,13 +57,10 @@ async def save_mailbox_state(hub: Hub, source: str, uidvalidity: int, last_uid: 
 
 
 async def _save_state(session: AsyncSession, source: str, uidvalidity: int, last_uid: int) -> None:
-    state = (
-        await session.scalars(select(MailboxState).where(MailboxState.source == source))
-    ).first()
-    if state is None:
-        session.add(MailboxState(source=source, uidvalidity=uidvalidity, last_uid=last_uid))
-    else:
-        state.uidvalidity, state.last_uid = uidvalidity, last_uid
+    # One upsert, not a SELECT and an UPDATE: it runs in every commit of the reading loop.
+    values = {"uidvalidity": uidvalidity, "last_uid": last_uid, "updated_at": utcnow()}
+    statement = insert_for(session)(MailboxState.__table__).values(source=source, **values)
+    await session.execute(statement.on_conflict_do_update(index_elements=["source"], set_=values))
 
 
 async def keep_raw(
@@ -90,31 +94,61 @@ async def keep_raw_batch(
     the folder's state moves to it in the same commit, so the state never
     claims a message the hub does not hold.
     """
-    rows = [
-        {
-            "channel": channel,
-            "source": source,
-            "uidvalidity": uidvalidity,
-            "uid": uid,
-            "content": content,
-            "status": "received",
-            "attempts": 0,
-            "acknowledged": False,
-        }
-        for uid, content in contents.items()
-    ]
     async with hub.work() as work:
-        if rows:
-            # Parameters beside the statement, not in it: the statement compiles once
-            # and is cached, and the driver gets an executemany.
-            await work.session.execute(
-                insert_for(work.session)(RawMessage.__table__).on_conflict_do_nothing(
-                    index_elements=["source", "uidvalidity", "uid"]
-                ),
-                rows,
-            )
+        if contents:
+            connection = await work.session.connection()
+            keep = _keep_statement(connection.dialect)
+            now = keep.stamp(utcnow())
+            rows = [
+                (channel, source, uidvalidity, uid, content, now, now)
+                for uid, content in contents.items()
+            ]
+            await connection.exec_driver_sql(keep.sql, rows)
         if last_uid is not None:
             await _save_state(work.session, source, uidvalidity, last_uid)
+
+
+@dataclass(frozen=True, slots=True)
+class _KeepStatement:
+    sql: str  # in the driver's own parameter style
+    stamp: Callable[[datetime], Any]  # a time as the driver takes it
+
+
+@lru_cache(maxsize=8)  # one per engine; a test run makes many
+def _keep_statement(dialect: Dialect) -> _KeepStatement:
+    """The raw INSERT as the driver runs it, compiled once per dialect.
+
+    A batch of thousands of messages would otherwise pay SQLAlchemy's
+    parameter processing for ten columns of every row, which costs as much
+    as the FETCH that brought them; here each row is a plain tuple, its
+    constant columns are in the statement, and the one timestamp of the batch
+    is converted once.
+    """
+    table = RawMessage.__table__
+    insert = postgresql_insert if dialect.name == "postgresql" else sqlite_insert
+    statement = (
+        insert(table)
+        .inline()  # no RETURNING of the new ids: nobody reads them
+        .values(
+            channel=bindparam("channel"),
+            source=bindparam("source"),
+            uidvalidity=bindparam("uidvalidity"),
+            uid=bindparam("uid"),
+            content=bindparam("content"),
+            status=literal_column("'received'"),
+            attempts=literal_column("0"),
+            acknowledged=false(),
+            created_at=bindparam("created_at"),
+            updated_at=bindparam("updated_at"),
+        )
+        .on_conflict_do_nothing(index_elements=["source", "uidvalidity", "uid"])
+    )
+    compiled = statement.compile(dialect=dialect)
+    if tuple(compiled.positiontup or ()) != KEEP_PARAMETERS:  # a positional style, this order
+        raise RuntimeError(f"the raw INSERT's parameters came as {compiled.positiontup}")
+    stamp_type = table.c.created_at.type.dialect_impl(dialect)
+    processor = stamp_type.bind_processor(dialect) or (lambda value: value)
+    return _KeepStatement(compiled.string, processor)
 
 
 async def waiting_raw(hub: Hub, source: str, limit: int) -> list[RawMessage]:
