@@ -206,7 +206,7 @@ async def _attachment(upload: UploadFile, max_bytes: int) -> Attachment | None:
         return None  # a file input left empty still sends an empty part
     size = upload.size or 0
     content = await upload.read() if size <= max_bytes else None
-    content_type = (upload.content_type or "").split(";")[0].strip().lower()
+    content_type = CONTROL.sub("", upload.content_type or "").split(";")[0].strip().lower()
     return Attachment(
         filename=sanitise_filename(upload.filename),
         content_type=content_type or "application/octet-stream",
