@@ -89,14 +89,16 @@ def _required(form: FormData, name: str) -> str:
 
 def _seconds(form: FormData, name: str) -> int | None:
     value = _field(form, name)
-    return int(value) if value is not None and value.isdigit() else None
+    # isdigit() alone passes "4²", which int() refuses; a long run of digits is no duration.
+    is_number = value is not None and value.isascii() and value.isdigit() and len(value) < 10
+    return int(value) if is_number else None
 
 
 def _reported_at(form: FormData) -> datetime:
     """Twilio's `Timestamp` (RFC 2822), or now when it is missing or unreadable."""
     try:
         moment = parsedate_to_datetime(_field(form, "Timestamp") or "")
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # a year or zone past what datetime holds
         return datetime.now(UTC)
     return moment if moment.tzinfo is not None else datetime.now(UTC)
 
