@@ -12,13 +12,15 @@ campaign row, taken only when free or expired and renewed while it runs
                `enqueued_through`, moved only from where this holder left it.
                Redoing a page after a crash inserts nothing twice.
     workers    one per connection: claim a batch of the campaign's queued rows,
-               ask the gate again for the whole batch, send row by row at the
-               configured rate, and record outcomes in group commits.
+               ask the gate again (for the whole batch, or at a set rate for
+               each second's worth of it, so that a block arriving meanwhile
+               stops the later messages), send row by row at the configured
+               rate, and record outcomes in group commits.
 
 Progress is the per-recipient outbox, never a cursor that moves before the
 server accepted a message. A row moves
 
-    queued ──claim──> sending ──hand-off──> handed ──> sent | failed | queued (4xx, backoff)
+    queued ──claim──> sending ──hand-off──> handed ──> sent | failed | unknown | queued (4xx)
                          │                    │
                          │ crash: back to     │ crash: `unknown` (it may have gone
                          │ queued, resent     │ out), never sent again
@@ -27,15 +29,20 @@ server accepted a message. A row moves
 The hand-off is the commit point. It is one autocommitted UPDATE of that row,
 conditional on this worker still holding it as `sending` (so a cancelled or
 reclaimed row is never handed), made at the last moment before the message
-can leave: for SMTP between the server's 354 go-ahead and the content (see
-`SmtpSender.send_staged`), for other senders just before `send`. A row
-not yet handed is safe to send again after a crash; a handed one is not, so
-the holder that takes over marks it `unknown`. A kill between the hand-off and
-the content leaving (the time the event loop takes to resume the worker: the
-producer yields every `YIELD_EVERY` renders) therefore costs that one message
-as `unknown`; nothing is ever sent twice. Outcomes after the hand-off are
-recorded in groups (`handover.OutcomeRecorder`): losing them to a crash only
-turns `sent` into `unknown`.
+can be accepted: for SMTP once the whole content is on the wire but not its
+end of data, CRLF.CRLF, which is written the moment the hand-off returns (see
+`SmtpSender.send_staged`); for other senders just before `send`. A server
+discards a DATA cut off before its end, so a row not yet handed is safe to
+send again after a crash; a handed one is not, so the holder that takes over
+marks it `unknown`. Nothing is ever sent twice. A kill loses a message (as
+`unknown`, never received) only while its hand-off is on its way: from the
+UPDATE leaving (the database carries out a request that arrived, even when
+its sender has died since) to the end of data written (the reply's way back
+and the event loop resuming the worker; nothing else is awaited in between).
+That is one database round trip per message, not the content's time on the
+wire; tests/test_campaign_kills.py measures what it costs. Outcomes after the
+hand-off are recorded in groups (`handover.OutcomeRecorder`): losing them to
+a crash only turns `sent` into `unknown` (received, but not known to be).
 """
 
 from __future__ import annotations
@@ -87,6 +94,7 @@ YIELD_EVERY = 20  # recipients the producer renders between yields to the event 
 IDLE_SECONDS = 0.5
 MAX_IDLE_SECONDS = 30.0
 BACKOFF_SECONDS = 30
+GATE_SECONDS = 1.0  # at a set rate, the gate is asked again for each second's worth of rows
 
 
 class HoldLostError(Exception):
@@ -126,13 +134,19 @@ class CampaignSender:
         rate: float | None = None,
         page: int = PAGE,
         batch: int = BATCH,
+        backoff: float = BACKOFF_SECONDS,
     ) -> None:
         if not senders:
             raise ValueError("a campaign needs at least one sender")
         self.hub = hub
         self.senders = list(senders)
         self.name = name or holder_name()
-        self.pacer = Pacer(hub.settings.campaign_rate if rate is None else rate)
+        rate = hub.settings.campaign_rate if rate is None else rate
+        self.pacer = Pacer(rate)
+        # A block that arrives mid-campaign must stop the later messages to that
+        # recipient: a batch sent slowly is gated again in slices of about a second.
+        self.gate_every = max(1, min(batch, int(rate * GATE_SECONDS))) if rate > 0 else batch
+        self.backoff = backoff
         self.page = page
         self.batch = batch
         self.lease = timedelta(seconds=hub.settings.outbox_lease_seconds)
@@ -338,7 +352,8 @@ class CampaignSender:
         for n, (member, decision) in enumerate(zip(members, decisions, strict=True)):
             if n % YIELD_EVERY == 0:
                 # A worker's hand-off resumes only when the loop is free: rendering a
-                # whole page in one go would hold a handed message back from leaving.
+                # whole page in one go would hold a handed message's end of data back
+                # (a kill meanwhile loses that message).
                 await asyncio.sleep(0)
             row = build_row(self.hub.settings, campaign, content, member, now)
             if not decision.allowed and row["status"] == "queued":
@@ -421,6 +436,14 @@ class CampaignSender:
     async def _send_batch(
         self, rows: list[dict[str, Any]], sender: Sender, handover: Handover
     ) -> None:
+        for start in range(0, len(rows), self.gate_every):
+            if self.stop.is_set():
+                return  # the rest stay `sending`: the next holder sends them
+            await self._send_slice(rows[start : start + self.gate_every], sender, handover)
+
+    async def _send_slice(
+        self, rows: list[dict[str, Any]], sender: Sender, handover: Handover
+    ) -> None:
         recipients = [Recipient(r["customer_id"], r["channel"], r["recipient"]) for r in rows]
         async with self.hub.sessions() as session:
             decisions = await check_many(session, recipients, "marketing", self.hub.policy)
@@ -474,7 +497,7 @@ class CampaignSender:
                 row, "failed", f"failed after {row['attempts']} attempts: {error}", last_error=error
             )
             return
-        delay = BACKOFF_SECONDS * 2 ** (row["attempts"] - 1)
+        delay = self.backoff * 2 ** (row["attempts"] - 1)
         await self._outcome(
             row,
             "queued",
