@@ -146,6 +146,7 @@ class SmtpServer:
         self._open: set[PeerSmtp] = set()
         self._lock = threading.Lock()
         self._controller = PeerController(self)
+        self._stopped = False
 
     def fail_next(self, step: Step, code: int, text: str) -> None:
         self._queue(Fault(step, "answer", f"{code} {text}"))
@@ -163,15 +164,18 @@ class SmtpServer:
         )
 
     def start(self) -> None:
+        if self._stopped:
+            # A stopped controller's loop is closed: a new one brings the server back
+            # on the same port (the SMTP server that vanished comes back).
+            self._controller = PeerController(self)
+            self._stopped = False
         self._controller.start()
 
     def stop(self) -> None:
         future = asyncio.run_coroutine_threadsafe(self._close_all(), self._controller.loop)
         future.result(CLOSE_SECONDS)
         self._controller.stop()
-        # A stopped controller's loop is closed: a new one lets `start` bring the
-        # server back on the same port (the SMTP server that vanished comes back).
-        self._controller = PeerController(self)
+        self._stopped = True
 
     # Called on the server's thread.
 
