@@ -120,8 +120,11 @@ async def test_a_campaign_sent_by_two_processes_reaches_everyone_once_though_one
     assert 0 < killed < CUSTOMERS
     assert status == "done"
     assert [address for address, count in received.items() if count > 1] == []
-    # What the killed process had on the wire may have died with it: `unknown`, never
-    # sent twice; at most one per SMTP connection of the killed process.
+    # A message cut off before its end of data was dropped by the server and sent again,
+    # once; one whose hand-off was on its way to the database at the kill is `unknown`,
+    # never sent twice: at most one per SMTP connection of the killed process.
+    cut_off = {address for d in smtp_server.discarded for address in d.rcpt_tos}
+    assert {received[address] for address in cut_off - missing} <= {1}
     assert missing <= unknown
     assert len(missing) <= 2
 
