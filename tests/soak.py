@@ -36,7 +36,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 import httpx
@@ -54,8 +54,11 @@ from tests.peers.hub_processes import hub_environment, hub_processes
 from tests.soak_checks import check, held_rows
 from tests.test_campaigns import add_customer
 
+T = TypeVar("T")
 PUBLIC_URL = "https://hub.example.com"
 DUPLICATE_SHARE = 0.1
+ATTEMPTS = 3  # a request that times out is sent again, twice at most
+FORM = "/channels/webform"
 # The command keeps the hub's log here (the CI form uses pytest's temporary folder).
 ARTIFACTS = Path(os.environ.get("OMNIHUB_ARTIFACTS", "artifacts")) / "soak"
 EMAIL_TEXT = "Hi {{ customer.name }}\n{{ unsubscribe_url }}"
@@ -83,6 +86,7 @@ class Ledger:
 
     stored: dict[str, set[str]] = field(default_factory=dict)  # channel -> external ids, 2xx
     answers: Counter[str] = field(default_factory=Counter)
+    timeouts: Counter[str] = field(default_factory=Counter)  # retried, as clients do
     failures: list[str] = field(default_factory=list)
     duplicates: int = 0
     opt_outs: list[tuple[str, str, float]] = field(default_factory=list)  # channel, address, t
@@ -135,7 +139,7 @@ async def send_webform(soak: Soak, http: httpx.AsyncClient) -> None:
     headers = {"X-Forwarded-For": f"10.{n // 65536 % 256}.{n // 256 % 256}.{n % 256}"}
     repeats = 2 if soak.twice() else 1
     for _ in range(repeats):
-        answer = await http.post("/channels/webform", json=body, headers=headers)
+        answer = await retrying(soak, lambda: http.post(FORM, json=body, headers=headers))
         soak.ledger.answered("webform", answer, ("webform", f"api:soak-{n}"))
     soak.ledger.duplicates += repeats - 1
 
@@ -154,8 +158,9 @@ async def post_twilio(
     repeats = 2 if soak.twice() else 1
     answered_at = 0.0
     for _ in range(repeats):
-        answer = await twilio.post_signed(
-            http, "/channels/sms/twilio", fields, public_url=PUBLIC_URL
+        answer = await retrying(
+            soak,
+            lambda: twilio.post_signed(http, "/channels/sms/twilio", fields, public_url=PUBLIC_URL),
         )
         answered_at = time.monotonic()
         soak.ledger.answered(what, answer, ("sms", sid))
@@ -166,7 +171,7 @@ async def post_twilio(
 async def send_chat(soak: Soak, http: httpx.AsyncClient) -> None:
     n = soak.next_number()
     url = soak.base.replace("http://", "ws://") + "/channels/chat/ws"
-    async with connect(url, open_timeout=10, close_timeout=2) as ws:
+    async with await retrying(soak, lambda: connect(url, open_timeout=10, close_timeout=2)) as ws:
         await ws.send(json.dumps({"type": "hello", "name": f"Chat {n}"}))
         welcome = await next_frame(ws, "welcome")
         for index in range(1 + n % 2):
@@ -176,9 +181,24 @@ async def send_chat(soak: Soak, http: httpx.AsyncClient) -> None:
             soak.ledger.duplicates += repeats - 1
             for _ in range(repeats):
                 frame = {"type": "message", "client_id": client_id, "text": f"Chat {n}.{index}"}
-                await ws.send(json.dumps(frame))
-                answer = await next_frame(ws, "ack", "error")
+                answer = await retrying(soak, lambda frame=frame: say(ws, frame))
                 soak.ledger.answered("chat", 200 if answer["type"] == "ack" else 599, external)
+
+
+async def say(ws: Any, frame: dict[str, Any]) -> dict[str, Any]:
+    """Send a message frame and read its answer (the widget resends it, same client_id)."""
+    await ws.send(json.dumps(frame))
+    return await next_frame(ws, "ack", "error")
+
+
+async def retrying(soak: Soak, attempt: Callable[[], Awaitable[T]]) -> T:
+    """As a real client does: after a timeout, the same request again (it is idempotent)."""
+    for _ in range(ATTEMPTS - 1):
+        try:
+            return await attempt()
+        except (TimeoutError, httpx.TimeoutException) as error:
+            soak.ledger.timeouts[type(error).__name__] += 1
+    return await attempt()
 
 
 async def next_frame(ws: Any, *kinds: str, seconds: float = 20.0) -> dict[str, Any]:
@@ -207,7 +227,9 @@ async def send_reply(soak: Soak, http: httpx.AsyncClient) -> None:
     repeats = 2 if soak.twice() else 1
     soak.ledger.duplicates += repeats - 1
     for _ in range(repeats):
-        answer = await http.post(path, json=body, headers=soak.agent.headers)
+        answer = await retrying(
+            soak, lambda: http.post(path, json=body, headers=soak.agent.headers)
+        )
         soak.ledger.answers[f"reply {answer.status_code}"] += 1
         if answer.status_code != 202:
             soak.ledger.failures.append(f"reply answered {answer.status_code}: {answer.text}")

@@ -60,6 +60,7 @@ async def check(
         seconds=soak.plan.seconds,
         answers=dict(sorted(ledger.answers.items())),
         duplicates_sent=ledger.duplicates,
+        timeouts_retried=dict(ledger.timeouts),
         campaigns=len(ledger.campaigns),
         opt_outs=len(ledger.opt_outs),
         mails_at_sink=len(sink.messages),
