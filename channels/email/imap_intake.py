@@ -45,7 +45,7 @@ from dataclasses import dataclass
 
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import InterfaceError, SQLAlchemyError
 
 from channels.email.inbound import IntakeOutcome, take_message
 from hub.context import Hub
@@ -141,7 +141,9 @@ class ImapIntake:
             try:
                 await self._session(stop)
                 backoff = 1.0
-            except (IMAPClientError, OSError) as error:
+            except (IMAPClientError, OSError, SQLAlchemyError) as error:
+                # The server or the database went away: start again from the stored
+                # position, which only ever moves in the commit that keeps the mail.
                 log.warning(
                     "IMAP %s: %s; reconnecting in %.0f s", self.config.source, error, backoff
                 )
@@ -308,6 +310,8 @@ class ImapIntake:
             try:
                 await self.take(self.hub, raw, self.config.max_attachment_bytes)
             except Exception as error:  # any failure is recorded; the loop goes on
+                if is_outage(error):
+                    raise  # not the message's fault: the taking loop waits and tries again
                 log.exception("IMAP %s: UID %s failed", self.config.source, raw.uid)
                 failed = await mark_failed(self.hub, raw.id, f"{type(error).__name__}: {error}")
                 raw.attempts, raw.status = failed.attempts, failed.status
@@ -316,6 +320,13 @@ class ImapIntake:
                 continue
             return "ingested"
         return raw.status
+
+
+def is_outage(error: BaseException) -> bool:
+    """Whether the database or the network went away (as opposed to the message failing)."""
+    return isinstance(error, OSError | InterfaceError) or bool(
+        getattr(error, "connection_invalidated", False)
+    )
 
 
 def _fetch(client: IMAPClient, uids: list[int]) -> dict[int, bytes]:
