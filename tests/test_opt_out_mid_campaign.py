@@ -1,11 +1,12 @@
 """An opt-out that commits while a campaign sends stops every message that has not left.
 
-Found by the soak run (`tests/soak.py`): a worker asks the gate once for the
-whole batch it claimed (`hub.campaigns.sending`, BATCH rows), so an
-unsubscribe or STOP committed while the batch goes out does not stop the
-messages after it in that batch; at a campaign's rate that is seconds. These
-tests commit the opt-out while the first message of a two-message batch is on
-its way, and expect the second not to be sent.
+Found by the soak run (`tests/soak.py`): a worker asks the gate once for a
+slice of the batch it claimed (`hub.campaigns.sending`: a second's worth of
+rows at a set rate, the whole batch of 100 without one, the default), so an
+unsubscribe or STOP committed while the slice goes out does not stop the
+messages after it in that slice. These tests commit the opt-out while the
+first message of a two-message batch is on its way, without a rate, and
+expect the second not to be sent.
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ from tests.conftest import SECRET, SignedIn
 from tests.test_campaigns import add_customer, approved, outbox, start
 
 LATE_GATE = (
-    "the campaign worker asks the gate once per claimed batch, not before each message "
-    "leaves: an opt-out committed mid-batch is not honoured for the rest of the batch"
+    "the campaign worker asks the gate once per slice of its claimed batch, not before each "
+    "message leaves: an opt-out committed mid-slice is not honoured for the rest of the slice"
 )
 
 
