@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email import policy
 from email.header import decode_header, make_header
+from email.headerregistry import HeaderRegistry
 from email.message import EmailMessage, Message
 from email.parser import BytesParser
 from email.utils import getaddresses, parseaddr, parsedate_to_datetime
@@ -165,8 +166,35 @@ def _empty(raw: bytes, reading: _Reading) -> ParsedMail:
     )
 
 
+class _CachingHeaderRegistry(HeaderRegistry):
+    """The standard header registry, but it makes each header's class once, not per lookup.
+
+    `HeaderRegistry.__getitem__` builds a new class with `type()` every time a
+    header is read, and a parse reads Content-Type alone several times a part;
+    the classes hold no state, so one per header name serves every message.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._classes: dict[str, type] = {}
+
+    def __getitem__(self, name: str) -> type:
+        key = name.lower()
+        made = self._classes.get(key)
+        if made is None:
+            made = self._classes[key] = super().__getitem__(name)
+        return made
+
+    def map_to_type(self, name: str, cls: type) -> None:
+        super().map_to_type(name, cls)
+        self._classes.pop(name.lower(), None)
+
+
+POLICY = policy.default.clone(header_factory=_CachingHeaderRegistry())
+
+
 def _parse_bytes(raw: bytes, reading: _Reading) -> Message:
-    parser = BytesParser(policy=policy.default)
+    parser = BytesParser(policy=POLICY)
     try:
         return parser.parsebytes(raw)
     except Exception as error:  # e.g. RecursionError on absurd nesting: keep the headers
@@ -332,25 +360,23 @@ def _walk(msg: Message, reading: _Reading, max_bytes: int) -> None:
         reading.attempt(f"part {label}", take, None)
 
 
-def _is_body(part: Message, kind: str) -> bool:
-    disposition = part.get_content_disposition()
-    return (
-        part.get_content_type() == kind and disposition != "attachment" and not _find_filename(part)
-    )
-
-
 def _take_part(part: Message, label: str, reading: _Reading, max_bytes: int) -> None:
-    if part.get_content_maintype() == "multipart":  # no parts found: read it as text
+    # Each of these parses its header anew (the header registry is not cheap): once a part.
+    kind = part.get_content_type()
+    disposition = part.get_content_disposition()
+    filename = _find_filename(part)
+    is_body = disposition != "attachment" and not filename
+    if kind.startswith("multipart/"):  # no parts found: read it as text
         reading.warnings.append(f"part {label}: multipart without parts, read as text")
         reading.texts.append(decode_text(part, label, reading.warnings))
-    elif _is_body(part, "text/plain"):
+    elif is_body and kind == "text/plain":
         reading.texts.append(decode_text(part, label, reading.warnings))
-    elif _is_body(part, "text/html") and reading.html is None:
+    elif is_body and kind == "text/html" and reading.html is None:
         reading.html = decode_text(part, label, reading.warnings)
     else:
-        reading.attachments.append(_attachment(part, max_bytes))
+        reading.attachments.append(_attachment(part, kind, filename, max_bytes))
         content_id = _content_id(part)
-        if content_id and part.get_content_disposition() != "attachment":
+        if content_id and disposition != "attachment":
             reading.content_ids.append(content_id)
 
 
@@ -386,11 +412,11 @@ def sanitise_filename(name: str | None) -> str:
     return cleaned
 
 
-def _attachment(part: Message, max_bytes: int) -> Attachment:
+def _attachment(part: Message, kind: str, filename: str | None, max_bytes: int) -> Attachment:
     content = payload_bytes(part)
     return Attachment(
-        filename=sanitise_filename(_find_filename(part)),
-        content_type=one_line(part.get_content_type()).lower(),
+        filename=sanitise_filename(filename),
+        content_type=one_line(kind).lower(),
         content=content if len(content) <= max_bytes else None,
         size=len(content),
     )
