@@ -3,15 +3,16 @@
 Percentiles are nearest-rank (PostgreSQL's `percentile_disc`): the p-th
 percentile of n values is the value at rank ceil(p * n) in ascending order,
 so the median of 4 values is the 2nd, and every reported time is one that
-occurred. They are computed in the database, so only one row per group
-leaves it: PostgreSQL in one pass with GROUPING SETS and `percentile_disc`,
-SQLite (which has neither) with window functions (rank and count per group),
-one UNION ALL part per dimension over rows it materialises once. Durations
-are whole seconds, rounded.
+occurred. `rank_stats` computes them in the database, so only one row per
+group leaves it: PostgreSQL in one pass with GROUPING SETS and
+`percentile_disc`, SQLite (which has neither) with window functions (rank and
+count per group), one UNION ALL part per dimension over rows it materialises
+once. (The period's conversations, the largest set, take a cheaper way:
+`hub.kpis.conversations`.) Durations are whole seconds, rounded.
 
-A breakdown is one grouped aggregate per dimension (`channel`, `tier`,
-`team`, and `all` for the total) over the same rows; its rows are
-`(by, group, ...)`, the total first.
+A breakdown gives one row per group of each dimension (`channel`, `tier`,
+`team`, and `all` for the total) over the same rows: `(by, group, ...)`, the
+total first.
 """
 
 from __future__ import annotations
@@ -105,26 +106,10 @@ def applied(filters: Filters, columns: Sequence[str]) -> tuple[str, ...]:
 
 
 Rows = Subquery | CTE  # a figure's rows, named like the dimensions, and `value`
-Aggregate = Callable[[Rows], Sequence[ColumnElement[Any]]]
 # PostgreSQL's percentile_disc takes rank ceil(p * n) computed in floating point, where
 # 0.9 * 70 is 63.000000000000007 (rank 64, not 63); a hair under 0.9 gives the exact
 # nearest rank for every n below 10^8 (0.9 * n is an integer or at least 0.1 from one).
 P90 = 0.9 - 1e-9
-
-
-async def breakdown(
-    session: AsyncSession, rows: Rows, aggregate: Aggregate, dims: Sequence[str] = DIMENSIONS
-) -> list[Any]:
-    """`aggregate` of `rows` per group of each dimension (columns named like the dimensions),
-    as rows `(by, group, *measures)`, the total first."""
-    if dialect_of(session) == "postgresql":
-        return await grouping_sets(session, rows, aggregate(rows), dims)
-    parts = []
-    for dimension in dims:
-        group = constant("all") if dimension == "all" else rows.c[dimension]
-        part = select(constant(dimension).label("by"), group.label("grp"), *aggregate(rows))
-        parts.append(part if dimension == "all" else part.group_by(group))
-    return sort_breakdown((await session.execute(union_all(*parts))).all())
 
 
 async def rank_stats(
