@@ -31,10 +31,10 @@ from tests.peers.smtp import SmtpServer
 from tests.test_campaign_delivery import TEMPLATE, smtp_senders
 from tests.test_campaigns import approved, start
 
-CUSTOMERS = 400
+CUSTOMERS = 200
 CONNECTIONS = 2
 BACKOFF_SECONDS = 0.2  # the first retry after a 4xx or a lost server; then doubling
-REFUSALS = 30
+REFUSALS = 20
 DOWN_SECONDS = 1.0
 TERMINAL = {"sent", "failed", "blocked", "unknown"}
 
@@ -187,7 +187,8 @@ async def test_a_block_arriving_mid_campaign_stops_the_later_message_to_that_rec
 ):
     campaign_id, allowed = await planted_campaign(hub, client, agent, supervisor)
     unsubscribing, bouncing = allowed[-1], allowed[-2]  # the last ones to be sent
-    # At 100 messages a second the campaign takes a few seconds, time for the blocks.
+    # At 100 messages a second the campaign takes two seconds, and each connection
+    # asks the gate again for every 50 rows (a second's worth of its share).
     task = sending(hub, campaign_id, smtp_server, rate=100)
     await until_received(smtp_server, len(allowed) * 3 // 10)
     token = make_token(SECRET, "email", unsubscribing, campaign_id)
@@ -204,7 +205,7 @@ async def test_a_block_arriving_mid_campaign_stops_the_later_message_to_that_rec
     received = received_by(smtp_server)
     rows = await rows_of(hub, campaign_id)
     assert one_click.status_code == 200
-    assert at_block < len(allowed) - 2  # the blocks came before their messages were due
+    assert at_block <= len(allowed) // 2  # long before the last messages were due
     assert unsubscribing not in received
     assert bouncing not in received
     assert rows[unsubscribing].status == rows[bouncing].status == "blocked"

@@ -144,8 +144,10 @@ class CampaignSender:
         rate = hub.settings.campaign_rate if rate is None else rate
         self.pacer = Pacer(rate)
         # A block that arrives mid-campaign must stop the later messages to that
-        # recipient: a batch sent slowly is gated again in slices of about a second.
-        self.gate_every = max(1, min(batch, int(rate * GATE_SECONDS))) if rate > 0 else batch
+        # recipient: a batch sent slowly is gated again in slices of about a second
+        # (the rate is shared by every connection).
+        share = rate * GATE_SECONDS / len(self.senders)
+        self.gate_every = max(1, min(batch, int(share))) if rate > 0 else batch
         self.backoff = backoff
         self.page = page
         self.batch = batch

@@ -172,7 +172,7 @@ class SmtpServer:
         self._controller.start()
 
     def stop(self) -> None:
-        future = asyncio.run_coroutine_threadsafe(self._close_all(), self._controller.loop)
+        future = asyncio.run_coroutine_threadsafe(self._shut(), self._controller.loop)
         future.result(CLOSE_SECONDS)
         self._controller.stop()
         self._stopped = True
@@ -208,6 +208,13 @@ class SmtpServer:
     def _queue(self, fault: Fault) -> None:
         with self._lock:
             self._faults.append(fault)
+
+    async def _shut(self) -> None:
+        """Stop listening, then close every connection: none is accepted in between
+        (clients retrying against a server going away) and left open."""
+        if self._controller.server is not None:
+            self._controller.server.close()
+        await self._close_all()
 
     async def _close_all(self) -> None:
         with self._lock:
