@@ -45,7 +45,7 @@ from tests.test_campaigns import approved, start
 ROOT = Path(__file__).resolve().parent.parent
 CUSTOMERS = 3_000
 KILLS = int(os.environ.get("OMNIHUB_TEST_KILLS", "20"))
-KILL_WITHIN_SECONDS = 1.2  # after the go: taking the hold, recovering, producing, sending
+KILL_WITHIN_SECONDS = 1.0  # after the go: taking the hold, recovering, producing, sending
 SETTLE_SECONDS = 0.05  # for the sink thread to take in an end of data already sent
 CONNECTIONS = 2
 
@@ -150,10 +150,14 @@ async def send_the_rest(hub: Hub, campaign_id: int, server: SmtpServer) -> None:
 
 
 async def planted_campaign(
-    hub: Hub, client: httpx.AsyncClient, agent: SignedIn, supervisor: SignedIn
+    hub: Hub,
+    client: httpx.AsyncClient,
+    agent: SignedIn,
+    supervisor: SignedIn,
+    customers: int = CUSTOMERS,
 ) -> tuple[int, set[str], set[str]]:
     """A started campaign to planted customers: (its id, allowed, excluded addresses)."""
-    planted = await fill(hub.engine, CUSTOMERS, seed=11)
+    planted = await fill(hub.engine, customers, seed=11)
     excluded_ids = set(planted.expected("marketing"))
     excluded = {r.address for r in planted.recipients if r.customer_id in excluded_ids}
     allowed = {r.address for r in planted.recipients} - excluded
@@ -242,7 +246,9 @@ async def test_a_sender_killed_between_the_content_and_its_commit_loses_nothing(
     smtp_server: SmtpServer,
     tmp_path: Path,
 ):
-    campaign_id, allowed, _excluded = await planted_campaign(hub, client, agent, supervisor)
+    campaign_id, allowed, _excluded = await planted_campaign(
+        hub, client, agent, supervisor, customers=600
+    )
     forks = ForkServer(hub, campaign_id, smtp_server, tmp_path / "senders.log")
     try:
         await forks.ready()
