@@ -81,6 +81,15 @@ class Plan:
 
 
 @dataclass
+class OptOut:
+    channel: str
+    address: str
+    campaign_id: int
+    answered_at: float
+    taken_back_at: float = float("inf")
+
+
+@dataclass
 class Ledger:
     """What the soak sent, and what came back, in the order it happened."""
 
@@ -89,7 +98,8 @@ class Ledger:
     timeouts: Counter[str] = field(default_factory=Counter)  # retried, as clients do
     failures: list[str] = field(default_factory=list)
     duplicates: int = 0
-    opt_outs: list[tuple[str, str, float]] = field(default_factory=list)  # channel, address, t
+    # channel, address, campaign, when the opt-out was answered, when it was taken back
+    opt_outs: list[OptOut] = field(default_factory=list)
     replies: list[str] = field(default_factory=list)  # reply texts answered 202 queued
     campaigns: list[int] = field(default_factory=list)
     rss: list[tuple[float, int]] = field(default_factory=list)
@@ -289,6 +299,7 @@ async def drive_campaigns(soak: Soak, http: httpx.AsyncClient, until: float) -> 
             churn(soak, http, sms, "sms", soak.plan.sms_recipients),
         )
         await asyncio.gather(wait_done(soak, http, email), wait_done(soak, http, sms))
+        await take_back_opt_outs(soak, http)  # so that the population lasts the whole run
 
 
 async def start_campaign(
@@ -309,11 +320,9 @@ async def start_campaign(
 
 async def churn(soak: Soak, http: httpx.AsyncClient, campaign_id: int, channel: str, size: int):
     """Some recipients opt out while the campaign sends: unsubscribe links, or STOP."""
-    already = {address for kind, address, _ in soak.ledger.opt_outs if kind == channel}
-    candidates = [address_of(channel, n) for n in range(size)]
-    leaving = [a for a in candidates if a not in already]
+    leaving = [address_of(channel, n) for n in range(size)]
     soak.random.shuffle(leaving)
-    for address in leaving[: max(1, int(size * soak.plan.churn_share / 4))]:
+    for address in leaving[: max(1, int(size * soak.plan.churn_share))]:
         await asyncio.sleep(soak.random.uniform(0.05, 0.4))
         if channel == "email":
             answered_at = await unsubscribe(soak, http, address, campaign_id)
@@ -321,7 +330,23 @@ async def churn(soak: Soak, http: httpx.AsyncClient, campaign_id: int, channel: 
             sid = f"SM{soak.next_number():032x}"
             fields = twilio.incoming_sms(address, "STOP", sid=sid)
             answered_at = await post_twilio(soak, http, "stop", fields, sid)
-        soak.ledger.opt_outs.append((channel, address, answered_at))
+        soak.ledger.opt_outs.append(OptOut(channel, address, campaign_id, answered_at))
+
+
+async def take_back_opt_outs(soak: Soak, http: httpx.AsyncClient) -> None:
+    """Everyone who opted out in this round opts in again (undo link, START) before the next."""
+    for opt_out in [o for o in soak.ledger.opt_outs if o.taken_back_at == float("inf")]:
+        opt_out.taken_back_at = time.monotonic()
+        if opt_out.channel == "email":
+            token = make_token(SECRET, "email", opt_out.address, opt_out.campaign_id)
+            answer = await retrying(
+                soak, lambda token=token: http.post(f"/unsubscribe/{token}/undo")
+            )
+            soak.ledger.answers[f"undo {answer.status_code}"] += 1
+        else:
+            sid = f"SM{soak.next_number():032x}"
+            fields = twilio.incoming_sms(opt_out.address, "START", sid=sid)
+            await post_twilio(soak, http, "start", fields, sid)
 
 
 async def unsubscribe(soak: Soak, http: httpx.AsyncClient, address: str, campaign_id: int) -> float:

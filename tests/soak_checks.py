@@ -109,6 +109,10 @@ async def outbox_settled(soak: Soak, report: Report) -> list[str]:
         )
         statuses = {status: number for status, number in counted}
         report.figures["outbox"] = statuses
+        reasons = await session.scalars(
+            select(OutboxMessage.blocked_reasons).where(OutboxMessage.status == "blocked")
+        )
+        report.figures["blocked_by"] = dict(Counter(r for row in reasons for r in row or ()))
         found += [f"outbox row left: {row}" for row in await held_rows(soak.hub)]
         silent = await session.scalar(
             select(func.count())
@@ -159,9 +163,13 @@ def nothing_after_opt_out(
     mails = [(rcpt, receipts.get(id(r), 0.0)) for r in sink.messages for rcpt in r.rcpt_tos]
     texts = [(m.to, receipts.get(id(m), 0.0)) for m in api.messages]
     late_by: list[float] = []
-    for channel, address, committed in soak.ledger.opt_outs:
+    for opt_out in soak.ledger.opt_outs:
+        channel, address, committed = opt_out.channel, opt_out.address, opt_out.answered_at
         arrivals = mails if channel == "email" else texts
-        late = [at - committed for to, at in arrivals if to == address and at > committed]
+        window = (committed, opt_out.taken_back_at)
+        late = [
+            at - committed for to, at in arrivals if to == address and window[0] < at < window[1]
+        ]
         late_by += late
         found += [f"{channel} to {address} {d * 1000:.0f} ms after the opt-out" for d in late]
     report.figures["late_after_opt_out"] = len(late_by)
