@@ -40,6 +40,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import queue
+import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -187,28 +189,20 @@ class ImapIntake:
     ) -> None:
         """Fetch the batches one after another while storing what came, in order.
 
-        Storing takes whatever batches were fetched meanwhile in one transaction,
-        with the folder's new last UID, so the hub keeps pace with FETCH instead
-        of paying one commit per batch; at most `FETCH_AHEAD` batches wait.
+        One worker thread FETCHes batch after batch without waiting for the
+        event loop in between, as a bare FETCH loop would; storing takes
+        whatever batches were fetched meanwhile in one transaction, with the
+        folder's new last UID, so the hub keeps pace with FETCH instead of
+        paying one commit per batch. At most `FETCH_AHEAD` batches wait.
         """
-        fetched: asyncio.Queue[tuple[int, dict[int, bytes]] | None] = asyncio.Queue(FETCH_AHEAD)
-        stopped = asyncio.Event()
-
-        async def fetch_all() -> None:
-            try:
-                for batch in batches:
-                    if stopped.is_set():
-                        return
-                    # Never cancelled mid-call: the worker thread holds the client.
-                    contents = await asyncio.to_thread(_fetch, client, batch)
-                    await fetched.put((batch[-1], contents))
-            finally:
-                await fetched.put(None)
-
-        fetching = asyncio.create_task(fetch_all())
+        fetched: queue.Queue[tuple[int, dict[int, bytes]] | None] = queue.Queue(FETCH_AHEAD)
+        stopped = threading.Event()
+        fetching = asyncio.ensure_future(
+            asyncio.to_thread(_fetch_all, client, batches, fetched, stopped)
+        )
         try:
-            while (waiting := [await fetched.get()])[-1] is not None:
-                while not fetched.empty():
+            while (waiting := [await asyncio.to_thread(fetched.get)])[-1] is not None:
+                while waiting[-1] is not None and not fetched.empty():
                     waiting.append(fetched.get_nowait())
                 ready = [item for item in waiting if item is not None]
                 contents = {uid: body for _, batch in ready for uid, body in batch.items()}
@@ -221,9 +215,12 @@ class ImapIntake:
         finally:
             stopped.set()
             while not fetching.done():  # let the fetcher finish its call and see `stopped`
-                while not fetched.empty():
-                    fetched.get_nowait()
+                with contextlib.suppress(queue.Empty):
+                    while True:
+                        fetched.get_nowait()
                 await asyncio.wait({fetching}, timeout=0.05)
+            with contextlib.suppress(queue.Full):  # frees a get left waiting by a cancellation
+                fetched.put_nowait(None)
         await fetching  # the fetcher's own error, if it had one
 
     async def acknowledge(self, client: IMAPClient) -> int:
@@ -327,6 +324,22 @@ def is_outage(error: BaseException) -> bool:
     return isinstance(error, OSError | InterfaceError) or bool(
         getattr(error, "connection_invalidated", False)
     )
+
+
+def _fetch_all(
+    client: IMAPClient,
+    batches: list[list[int]],
+    fetched: queue.Queue[tuple[int, dict[int, bytes]] | None],
+    stopped: threading.Event,
+) -> None:
+    """FETCH every batch in turn (in a worker thread), handing each over with its last UID."""
+    try:
+        for batch in batches:
+            if stopped.is_set():
+                return
+            fetched.put((batch[-1], _fetch(client, batch)))
+    finally:
+        fetched.put(None)
 
 
 def _fetch(client: IMAPClient, uids: list[int]) -> dict[int, bytes]:
