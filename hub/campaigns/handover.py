@@ -4,7 +4,8 @@
 sent to the driver directly (one round trip, no ORM, no transaction around
 it), because it is the only database work done per message while a message
 is on its way. It is conditional: a row cancelled or reclaimed since this
-worker claimed it is refused (`HandoverRefusedError`), and nothing is sent.
+worker claimed it, or whose recipient was blocked since the batch was gated,
+is refused (`HandoverRefusedError`), and nothing is sent.
 It does nothing after the driver returns but read the row count (SQLite's
 cursor is closed at the next hand-off), because the caller writes the
 message's end of data the moment it returns, and a crash in between loses
@@ -39,15 +40,29 @@ FLUSH_SECONDS = 0.05
 
 
 class HandoverRefusedError(Exception):
-    """The row is no longer this worker's to send (cancelled, or reclaimed)."""
+    """The row is no longer this worker's to send (cancelled, or reclaimed), or its
+    recipient was blocked since the batch was gated."""
+
+
+_MINE = "WHERE id = %s AND claimed_by = %s AND status IN ('sending', 'handed')"
+# A block (unsubscribe, STOP, hard bounce, legal, manual; every scope counts for a
+# campaign) committed after the batch was gated still stops the message: the
+# hand-off, the commit point, refuses it in the same statement.
+_UNBLOCKED = (
+    "AND NOT EXISTS (SELECT 1 FROM blocks WHERE blocks.lifted_at IS NULL AND ("
+    "(blocks.kind = CASE outbox.channel WHEN 'email' THEN 'email' ELSE 'phone' END "
+    "AND blocks.value = outbox.recipient) "
+    "OR (blocks.kind = 'customer' AND blocks.customer_id = outbox.customer_id)))"
+)
 
 
 class Handover:
+    # Only constants are joined here; the values are bound.
     SQL: ClassVar[dict[str, str]] = {
-        "sqlite": "UPDATE outbox SET status = 'handed' WHERE id = ? AND claimed_by = ? "
-        "AND status IN ('sending', 'handed')",
-        "postgresql": "UPDATE outbox SET status = 'handed' WHERE id = $1 AND claimed_by = $2 "
-        "AND status IN ('sending', 'handed')",
+        "sqlite": " ".join(("UPDATE outbox SET status = 'handed'", _MINE % ("?", "?"), _UNBLOCKED)),
+        "postgresql": " ".join(
+            ("UPDATE outbox SET status = 'handed'", _MINE % ("$1", "$2"), _UNBLOCKED)
+        ),
     }
 
     def __init__(self, connection: AsyncConnection, worker: str) -> None:

@@ -473,7 +473,7 @@ class CampaignSender:
                 await handover.hand(row["id"])
                 receipt = await sender.send(outbound)
         except HandoverRefusedError:
-            return  # cancelled or reclaimed since it was claimed: not ours to send
+            await self._refused(row)
         except RecipientRefusedError as error:
             await self._outcome(
                 row,
@@ -491,6 +491,20 @@ class CampaignSender:
         else:
             await self._outcome(
                 row, "sent", None, provider_id=receipt.provider_id, sent_at=utcnow()
+            )
+
+    async def _refused(self, row: dict[str, Any]) -> None:
+        """Nothing was sent. A recipient blocked since the slice was gated is recorded
+        as blocked; a row cancelled or reclaimed meanwhile is not ours to touch."""
+        recipient = Recipient(row["customer_id"], row["channel"], row["recipient"])
+        async with self.hub.sessions() as session:
+            [decision] = await check_many(session, [recipient], "marketing", self.hub.policy)
+        if not decision.allowed:
+            await self._outcome(
+                row,
+                "blocked",
+                "blocked: " + ", ".join(decision.reasons),
+                blocked_reasons=list(decision.reasons),
             )
 
     async def _retry(self, row: dict[str, Any], error: str) -> None:
