@@ -7,6 +7,10 @@ and without the port, repeated form parameters, and JSON bodies through the
 `bodySHA256` query parameter. A request that fails is answered 403, stores
 nothing, is counted in `/metrics` and logged with the URL tried, so a wrong
 `PUBLIC_URL` (which would drop all real traffic) is noticed at once.
+
+A signed form is handed on with NUL in any value replaced by U+FFFD: the
+database refuses NUL, and a webhook that fails there is retried by Twilio
+until it gives up, so the contact would be lost.
 """
 
 from __future__ import annotations
@@ -52,4 +56,14 @@ async def check_twilio_signature(hub: Hub, request: Request) -> FormData | None:
             url,
         )
         raise HTTPException(403, "invalid Twilio signature")
-    return form
+    return None if form is None else storable(form)
+
+
+def storable(form: FormData) -> FormData:
+    """The form with NUL replaced in every text value (files pass as they are)."""
+    return FormData(
+        [
+            (name, value.replace("\x00", "\ufffd") if isinstance(value, str) else value)
+            for name, value in form.multi_items()
+        ]
+    )

@@ -29,6 +29,7 @@ from channels.email.parsing import parse_mail
 from channels.sms.inbound import IncompleteWebhookError, parse_incoming
 from channels.sms.status import parse_status
 from channels.sms.webhooks import _json_fields
+from channels.twilio_signature import storable
 from channels.voice.webhooks import parse_incoming_call, parse_status_report
 from channels.webform.rejections import RejectedError
 from channels.webform.submission import (
@@ -75,9 +76,10 @@ async def _once(data: bytes) -> AsyncIterator[bytes]:
 
 
 def parse_form_body(data: bytes, content_type: str = FORM) -> FormData:
-    """The body as `await request.form()` reads it in the hub."""
+    """A Twilio webhook's body as its handler gets it: `await request.form()`, made
+    storable once the signature was checked (`channels.twilio_signature`)."""
     parser = FormParser(Headers({"content-type": content_type}), _once(data))
-    return run_async(parser.parse())
+    return storable(run_async(parser.parse()))
 
 
 def request_with(data: bytes, content_type: str) -> Request:

@@ -618,3 +618,13 @@ async def test_the_segment_endpoint_answers_agents_only(hub: Hub, agent: SignedI
 
     assert stranger.status_code == 401
     assert answer.json() == {"encoding": "UCS-2", "segments": 1, "characters": 7}
+
+
+async def test_a_signed_sms_with_nul_in_its_body_is_stored_with_a_replacement_character(
+    sms_hub: Hub, client: httpx.AsyncClient
+):
+    # The database refuses NUL; a 500 here would be retried by Twilio until it gave up.
+    answer = await text_in(client, ANNA, "Paket\x00 fehlt")
+
+    assert answer.status_code == 200
+    assert [m.text for m in await sms_messages(sms_hub)] == ["Paket\ufffd fehlt"]

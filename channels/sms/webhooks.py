@@ -85,8 +85,12 @@ async def _json_fields(request: Request) -> dict[str, Any]:
     """The fields of a JSON body (signed through `bodySHA256`), which must be an object."""
     try:
         fields = json.loads(await request.body())
-    except ValueError:
+    except (ValueError, RecursionError):  # nested past the recursion limit: unreadable too
         raise HTTPException(400, "the body is not JSON") from None
     if not isinstance(fields, dict):
         raise HTTPException(400, "the JSON body must be an object")
-    return {name: str(value) for name, value in fields.items() if value is not None}
+    return {
+        name: str(value).replace("\x00", "\ufffd")
+        for name, value in fields.items()
+        if value is not None
+    }
