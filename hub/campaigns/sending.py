@@ -453,12 +453,7 @@ class CampaignSender:
             if self.stop.is_set():
                 return  # the rest stay `sending`: the next holder sends them
             if not decision.allowed:
-                await self._outcome(
-                    row,
-                    "blocked",
-                    "blocked: " + ", ".join(decision.reasons),
-                    blocked_reasons=list(decision.reasons),
-                )
+                await self._blocked(row, decision.reasons)
                 continue
             await self.pacer.wait()
             await self._send_one(row, sender, handover)
@@ -500,12 +495,11 @@ class CampaignSender:
         async with self.hub.sessions() as session:
             [decision] = await check_many(session, [recipient], "marketing", self.hub.policy)
         if not decision.allowed:
-            await self._outcome(
-                row,
-                "blocked",
-                "blocked: " + ", ".join(decision.reasons),
-                blocked_reasons=list(decision.reasons),
-            )
+            await self._blocked(row, decision.reasons)
+
+    async def _blocked(self, row: dict[str, Any], reasons: Sequence[str]) -> None:
+        summary = "blocked: " + ", ".join(reasons)
+        await self._outcome(row, "blocked", summary, blocked_reasons=list(reasons))
 
     async def _retry(self, row: dict[str, Any], error: str) -> None:
         if row["attempts"] >= self.hub.settings.outbox_max_attempts:
