@@ -389,10 +389,14 @@ class CampaignSender:
                     idle = min(idle * 2, MAX_IDLE_SECONDS)
 
     async def _has_waiting(self, campaign_id: int) -> bool:
+        """Rows still to be sent, including those in flight: a row whose outcome the
+        recorder has not written yet may come back `queued` for a retry, so a worker
+        that saw only `queued` rows would stop before a retry it still owes."""
         async with self.hub.sessions() as session:
             waiting = await session.scalar(
                 select(func.count()).where(
-                    OutboxMessage.campaign_id == campaign_id, OutboxMessage.status == "queued"
+                    OutboxMessage.campaign_id == campaign_id,
+                    OutboxMessage.status.in_(("queued", "sending", "handed")),
                 )
             )
         return bool(waiting)
