@@ -45,7 +45,8 @@ from tests.test_campaigns import approved, start
 ROOT = Path(__file__).resolve().parent.parent
 CUSTOMERS = 3_000
 KILLS = int(os.environ.get("OMNIHUB_TEST_KILLS", "20"))
-KILL_WITHIN_SECONDS = 1.0  # after the go: taking the hold, recovering, producing, sending
+KILLS_WHILE_STARTING = 0.3  # the share of kills that fall before the first message
+START_SECONDS = 0.1  # after the go: taking the hold, recovering, producing
 SETTLE_SECONDS = 0.05  # for the sink thread to take in an end of data already sent
 CONNECTIONS = 2
 
@@ -117,13 +118,26 @@ async def statuses(hub: Hub, campaign_id: int) -> dict[str, str]:
         return {recipient: status for recipient, status in rows}
 
 
-async def kill_many_times(hub: Hub, campaign_id: int, forks: ForkServer, kills: int) -> list[int]:
-    """Kill `kills` senders in a row at random moments; how many messages each one lost."""
+async def kill_many_times(
+    hub: Hub, campaign_id: int, forks: ForkServer, kills: int, allowed: int
+) -> list[int]:
+    """Kill `kills` senders in a row at random moments; how many messages each one lost.
+
+    A kill comes either while the sender starts (taking the hold, recovering the dead
+    one's rows, producing) or once a random share of what is still owed has gone out:
+    paced by progress, not by the clock, so the campaign is still sending at the last
+    kill however fast the machine is."""
     chance = random.Random(os.environ.get("OMNIHUB_TEST_SEED"))
     lost: list[int] = []
-    for _ in range(kills):
+    for kills_left in range(kills, 0, -1):
         pid = await forks.start_sender()
-        await asyncio.sleep(chance.uniform(0, KILL_WITHIN_SECONDS))
+        if chance.random() < KILLS_WHILE_STARTING:
+            await asyncio.sleep(chance.uniform(0, START_SECONDS))
+        else:
+            received = len(forks.server.messages)
+            owed = allowed - received - sum(lost)
+            share = chance.randint(1, max(1, owed // (kills_left + 1)))
+            await until_received(forks.server, received + share)
         await forks.kill_sender(pid)
         await expire_hold(hub, campaign_id)
         lost.append(len(await find_lost(hub, campaign_id, forks.server)) - sum(lost))
@@ -186,7 +200,7 @@ async def test_a_campaign_killed_twenty_times_at_random_reaches_nobody_twice_and
     forks = ForkServer(hub, campaign_id, smtp_server, tmp_path / "senders.log")
     try:
         await forks.ready()
-        lost = await kill_many_times(hub, campaign_id, forks, KILLS)
+        lost = await kill_many_times(hub, campaign_id, forks, KILLS, len(allowed))
     finally:
         forks.stop()
     killed_at = len(smtp_server.messages)
