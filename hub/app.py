@@ -8,7 +8,8 @@ everything when it stops.
 
 Around every request, outermost first: security headers
 (`hub.security_headers`), the signed session cookie, the session guard that
-empties a session ended by a password change (`hub.session_guard`). Every API
+empties a session ended by a password change (`hub.session_guard`), and the
+count of requests in flight with their metrics (`hub.live_traffic`). Every API
 router checks the ids in its paths against the agent's teams (`hub.scope`).
 """
 
@@ -18,9 +19,8 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from time import perf_counter
 
-from fastapi import Depends, FastAPI, Request, Response
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import StatementError
 from starlette.middleware.sessions import SessionMiddleware
@@ -43,6 +43,7 @@ from hub.dispatcher import Dispatcher
 from hub.errors import HubError
 from hub.heap import settle_start_up_heap
 from hub.leases import leased
+from hub.live_traffic import LiveTrafficMiddleware
 from hub.number_range import out_of_range_answer
 from hub.openapi_errors import document_hub_errors
 from hub.privacy.retention import retention_job
@@ -166,7 +167,7 @@ def create_app(
     app.add_exception_handler(HubError, _hub_error)  # type: ignore[arg-type]
     for error in (StatementError, OverflowError):  # a number too large is bad input, not a 500
         app.add_exception_handler(error, out_of_range_answer)
-    app.middleware("http")(_count_requests)
+    app.add_middleware(LiveTrafficMiddleware, live=running.live, metrics=running.metrics)
     app.state.signin_limits = SigninLimits()
     app.add_middleware(SessionGuard)  # inside the session middleware: it reads the session
     app.add_middleware(
@@ -186,19 +187,6 @@ async def _hub_error(_request: Request, error: HubError) -> JSONResponse:
     if error.field:
         body["field"] = error.field
     return JSONResponse(body, status_code=error.status_code)
-
-
-async def _count_requests(
-    request: Request, call_next: Callable[[Request], Awaitable[Response]]
-) -> Response:
-    started = perf_counter()
-    response = await call_next(request)
-    route = request.scope.get("route")
-    path = getattr(route, "path", "unmatched")
-    metrics = request.app.state.hub.metrics
-    metrics.requests.labels(request.method, path, str(response.status_code)).inc()
-    metrics.request_seconds.labels(request.method, path).observe(perf_counter() - started)
-    return response
 
 
 def app_from_environment() -> FastAPI:

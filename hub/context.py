@@ -19,6 +19,7 @@ from hub.db import WRITES, SessionFactory, create_engine, create_session_factory
 from hub.events import Event, EventBus, InProcessEventBus
 from hub.events_redis import RedisEventBus
 from hub.gate import Policy
+from hub.live_traffic import LiveTraffic
 from hub.metrics import Metrics
 from hub.privacy.suppression import derive_key
 from hub.settings import Settings
@@ -54,6 +55,7 @@ class Hub:
     metrics: Metrics
     # Per channel: take a stored raw message again (the dead-letter replay).
     replayers: dict[str, Replayer] = field(default_factory=dict)
+    live: LiveTraffic = field(default_factory=LiveTraffic)
 
     @classmethod
     def create(cls, settings: Settings, router: Router | None = None) -> Hub:

@@ -155,6 +155,7 @@ class OutcomeRecorder:
                 except TimeoutError:
                     break
             finished = any(o is _LAST for o in group)
+            await self.hub.live.gap()  # live traffic first (`hub.live_traffic`)
             await self._flush([o for o in group if o is not _LAST])
 
     async def _flush(self, group: list[Outcome]) -> None:

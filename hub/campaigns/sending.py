@@ -17,6 +17,11 @@ campaign row, taken only when free or expired and renewed while it runs
                stops the later messages), send row by row at the configured
                rate, and record outcomes in group commits.
 
+Live traffic first: before each message, and while it renders, a campaign
+waits for a moment without HTTP requests in flight in its process
+(`hub.live_traffic`), so a campaign does not slow the agents' and customers'
+requests down.
+
 Progress is the per-recipient outbox, never a cursor that moves before the
 server accepted a message. A row moves
 
@@ -274,6 +279,7 @@ class CampaignSender:
                 while self.backlog >= AHEAD and not self.stop.is_set():
                     self.produced.clear()
                     await self._pause()
+                await self.hub.live.gap()
                 if self.stop.is_set() or not await self._produce_page(campaign, content):
                     return
                 self.produced.set()
@@ -357,6 +363,7 @@ class CampaignSender:
                 # whole page in one go would hold a handed message's end of data back
                 # (a kill meanwhile loses that message).
                 await asyncio.sleep(0)
+                await self.hub.live.gap()
             row = build_row(self.hub.settings, campaign, content, member, now)
             if not decision.allowed and row["status"] == "queued":
                 row.update(status="blocked", blocked_reasons=list(decision.reasons))
@@ -459,6 +466,7 @@ class CampaignSender:
             if not decision.allowed:
                 await self._blocked(row, decision.reasons)
                 continue
+            await self.hub.live.gap()  # live traffic first (`hub.live_traffic`)
             await self.pacer.wait()
             await self._send_one(row, sender, handover)
 
