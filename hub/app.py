@@ -152,17 +152,19 @@ def create_app(
     app.state.hub = running
     document_hub_errors(app)  # the hub's own 422 answers are in /openapi.json too
     app.state.chat = chat_registry
-    channel_routers = (
+    # The contacts' webhooks first: they are most of the requests, and a request is
+    # matched against the routes in the order they were included.
+    webhook_routers = (
         sms_webhooks.router,
-        sms_segments.router,
-        voice_webhooks.router,
         webform_routes.router,
+        voice_webhooks.router,
         chat_routes.router,
     )
-    pages_routers = (pages.router, campaign_pages.router, kpi_pages.router)
+    for router in webhook_routers:
+        app.include_router(router)
     for router in ROUTERS:  # a path's ids are checked against the agent's teams first
         app.include_router(router, dependencies=[Depends(check_scope)])
-    for router in (*channel_routers, *pages_routers):
+    for router in (sms_segments.router, pages.router, campaign_pages.router, kpi_pages.router):
         app.include_router(router)
     app.add_exception_handler(HubError, _hub_error)  # type: ignore[arg-type]
     for error in (StatementError, OverflowError):  # a number too large is bad input, not a 500

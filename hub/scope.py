@@ -23,7 +23,7 @@ from fastapi import Request
 from sqlalchemy import exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hub.api.deps import current_agent, get_hub
+from hub.api.deps import current_agent, hub_of
 from hub.errors import NotFoundError
 from hub.models import Agent, Complaint, Conversation
 from hub.visibility import may_see, sees_everything, visible_to
@@ -42,7 +42,7 @@ async def check_scope(request: Request) -> None:
     agent = await current_agent(request)
     if sees_everything(agent):
         return
-    async with get_hub(request).sessions() as session:
+    async with hub_of(request).sessions() as session:
         for name, raw in ids.items():
             if not str(raw).isdigit():
                 continue  # the route's own validation answers 422

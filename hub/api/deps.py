@@ -23,12 +23,18 @@ from hub.models import Agent
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
 
-def get_hub(request: Request) -> Hub:
+def hub_of(request: Request) -> Hub:
     return request.app.state.hub
 
 
+async def get_hub(request: Request) -> Hub:
+    """`hub_of`, as a dependency: async, because FastAPI runs a plain `def` dependency
+    in a worker thread, a hop per request."""
+    return hub_of(request)
+
+
 async def current_agent(request: Request) -> Agent:
-    hub = get_hub(request)
+    hub = hub_of(request)
     header = request.headers.get("authorization")
     async with hub.sessions() as session:
         if header is not None:

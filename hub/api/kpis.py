@@ -30,7 +30,7 @@ supervisor = require("supervisor")
 Format = Literal["json", "csv"]
 
 
-def kpi_query(
+async def kpi_query(
     start: Annotated[str | None, Query(alias="from", description="ISO date or datetime")] = None,
     to: Annotated[str | None, Query(description="ISO date (whole day) or datetime")] = None,
     channel: str | None = None,
