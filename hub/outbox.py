@@ -105,9 +105,12 @@ async def enqueue(work: Work, message: Message, policy: Policy) -> OutboxMessage
             next_attempt_at=utcnow(),
         )
         .on_conflict_do_nothing(index_elements=["idempotency_key"])
+        .returning(OutboxMessage)
     )
-    inserted = (await work.session.execute(statement)).rowcount == 1
-    row = await get_by_key(work, message.idempotency_key)
+    row = (await work.session.scalars(statement)).first()
+    inserted = row is not None
+    if row is None:  # a repeat: the first row stands
+        row = await get_by_key(work, message.idempotency_key)
     if inserted:
         work.emit(
             f"outbox.{row.status}",
