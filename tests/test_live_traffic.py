@@ -21,9 +21,11 @@ from tests.conftest import SignedIn
 from tests.test_campaigns import add_customer, approved, start
 
 
-async def started_campaign(
+@pytest.fixture
+async def campaign_id(
     hub: Hub, client: httpx.AsyncClient, agent: SignedIn, supervisor: SignedIn
 ) -> int:
+    """A started campaign to two customers."""
     await add_customer(hub, "Anna", "anna@example.com")
     await add_customer(hub, "Bert", "bert@example.com")
     campaign = await approved(client, agent, supervisor)
@@ -32,14 +34,9 @@ async def started_campaign(
 
 
 async def test_a_campaign_sends_nothing_while_a_request_is_being_served(
-    hub: Hub,
-    client: httpx.AsyncClient,
-    agent: SignedIn,
-    supervisor: SignedIn,
-    monkeypatch: pytest.MonkeyPatch,
+    hub: Hub, campaign_id: int, monkeypatch: pytest.MonkeyPatch
 ):
     monkeypatch.setattr(live_traffic, "GAP_SECONDS", 30.0)
-    campaign_id = await started_campaign(hub, client, agent, supervisor)
     sender = RecordingSender()
 
     hub.live.started()  # a request in flight, for as long as this test says
@@ -54,14 +51,9 @@ async def test_a_campaign_sends_nothing_while_a_request_is_being_served(
 
 
 async def test_under_unbroken_live_traffic_a_campaign_still_moves(
-    hub: Hub,
-    client: httpx.AsyncClient,
-    agent: SignedIn,
-    supervisor: SignedIn,
-    monkeypatch: pytest.MonkeyPatch,
+    hub: Hub, campaign_id: int, monkeypatch: pytest.MonkeyPatch
 ):
     monkeypatch.setattr(live_traffic, "GAP_SECONDS", 0.05)
-    campaign_id = await started_campaign(hub, client, agent, supervisor)
     sender = RecordingSender()
 
     hub.live.started()  # and never ended
