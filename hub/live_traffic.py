@@ -55,8 +55,14 @@ class LiveTraffic:
             return
         future = asyncio.get_running_loop().create_future()
         self._waiting.append(future)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(future, GAP_SECONDS)
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(future, GAP_SECONDS)
+        finally:
+            # Under unbroken traffic no gap comes to take it out: every timed-out
+            # wait would stay listed for as long as that lasts.
+            if future in self._waiting:
+                self._waiting.remove(future)
 
 
 class LiveTrafficMiddleware:

@@ -104,3 +104,14 @@ async def test_a_gap_comes_at_once_when_nothing_is_in_flight_and_when_the_last_r
     await asyncio.wait_for(waiting, 1)
 
     assert still_waiting
+
+
+async def test_a_wait_that_found_no_gap_leaves_nothing_behind(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(live_traffic, "GAP_SECONDS", 0.001)
+    live = LiveTraffic()
+    live.started()  # and never ended
+
+    for _ in range(100):
+        await live.gap()
+
+    assert live._waiting == []
