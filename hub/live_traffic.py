@@ -1,7 +1,8 @@
 """Live traffic first: the requests being served now, and a gap for bulk work to wait for.
 
 Every HTTP request passes `LiveTrafficMiddleware`, which counts it in flight
-and records its metrics (by method, route and status; its duration). Bulk
+and records its metrics (by method, route and status; its duration); a chat
+frame counts while its handler runs (`channels.chat.handlers.handle`). Bulk
 work in the same process, a campaign's sending, asks `LiveTraffic.gap()`
 before each message: while a request is in flight it waits, for a moment at
 most, until none is. A campaign can wait; the customer on the line cannot
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Iterator
 from time import perf_counter
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -30,13 +32,22 @@ GAP_SECONDS = 0.05  # the longest a bulk step waits for live traffic to pause
 
 
 class LiveTraffic:
-    """How many HTTP requests this process is serving right now."""
+    """How many HTTP requests and chat frames this process is serving right now."""
 
     def __init__(self) -> None:
         self.in_flight = 0
         # Futures of the running loop, not an asyncio.Event: a hub outlives the
         # event loop of a test or a CLI command, and an Event is bound to the first.
         self._waiting: list[asyncio.Future[None]] = []
+
+    @contextlib.contextmanager
+    def serving(self) -> Iterator[None]:
+        """Count what runs inside as in flight."""
+        self.started()
+        try:
+            yield
+        finally:
+            self.ended()
 
     def started(self) -> None:
         self.in_flight += 1
@@ -86,11 +97,10 @@ class LiveTrafficMiddleware:
                 status = message["status"]
             await send(message)
 
-        self.live.started()
         try:
-            await self.app(scope, receive, send_noting_status)
+            with self.live.serving():
+                await self.app(scope, receive, send_noting_status)
         finally:
-            self.live.ended()
             path = getattr(scope.get("route"), "path", "unmatched")
             method = scope["method"]
             self.metrics.requests.labels(method, path, str(status)).inc()

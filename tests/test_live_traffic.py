@@ -11,6 +11,9 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
+from channels.chat import handlers
+from channels.chat.handlers import Chat
+from channels.chat.protocol import Ping
 from hub import live_traffic
 from hub.campaigns.sending import CampaignSender
 from hub.context import Hub
@@ -115,3 +118,18 @@ async def test_a_wait_that_found_no_gap_leaves_nothing_behind(monkeypatch: pytes
         await live.gap()
 
     assert live._waiting == []
+
+
+async def test_a_chat_frame_counts_as_live_traffic_while_it_is_handled(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+):
+    seen: list[int] = []
+
+    async def on_ping(chat: Chat, _ping: Ping) -> None:
+        seen.append(chat.hub.live.in_flight)
+
+    monkeypatch.setitem(handlers.HANDLERS, Ping, on_ping)
+    await handlers.handle(Chat(hub, registry=None, connection=None), Ping())  # type: ignore[arg-type]
+
+    assert seen == [1]
+    assert hub.live.in_flight == 0

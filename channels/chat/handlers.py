@@ -212,4 +212,5 @@ HANDLERS: dict[type[ClientFrame], Handler] = {
 
 
 async def handle(chat: Chat, frame: ClientFrame) -> None:
-    await HANDLERS[type(frame)](chat, frame)
+    with chat.hub.live.serving():  # a campaign in this process waits meanwhile
+        await HANDLERS[type(frame)](chat, frame)

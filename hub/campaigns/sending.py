@@ -17,10 +17,10 @@ campaign row, taken only when free or expired and renewed while it runs
                stops the later messages), send row by row at the configured
                rate, and record outcomes in group commits.
 
-Live traffic first: before each message, and while it renders, a campaign
-waits for a moment without HTTP requests in flight in its process
-(`hub.live_traffic`), so a campaign does not slow the agents' and customers'
-requests down.
+Live traffic first: before each message, while it renders and before it
+records outcomes, a campaign waits for a moment without HTTP requests or
+chat frames in flight in its process (`hub.live_traffic`), so that it does
+not slow the agents' and customers' requests down.
 
 Progress is the per-recipient outbox, never a cursor that moves before the
 server accepted a message. A row moves
