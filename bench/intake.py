@@ -47,6 +47,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 from argon2 import PasswordHasher
@@ -123,7 +124,8 @@ def hub_environment(database_url: str, redis_url: str | None, stream: str) -> di
 
 
 @contextmanager
-def started(commands: list[list[str]], env: dict[str, str]) -> Iterator[None]:
+def started(commands: list[list[str]], env: dict[str, str]) -> Iterator[list[int]]:
+    """The servers running, for the length of the block; yields their process ids."""
     processes = [
         subprocess.Popen(  # noqa: S603 - our own interpreter and modules
             command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -131,7 +133,7 @@ def started(commands: list[list[str]], env: dict[str, str]) -> Iterator[None]:
         for command in commands
     ]
     try:
-        yield
+        yield [process.pid for process in processes]
     finally:
         for process in processes:
             process.terminate()
@@ -140,6 +142,23 @@ def started(commands: list[list[str]], env: dict[str, str]) -> Iterator[None]:
                 process.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+def cpu_seconds(pids: list[int]) -> float | None:
+    """CPU time (user + system) the processes have used so far; None where /proc is not."""
+    total = 0
+    try:
+        for pid in pids:
+            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime: fields 14 and 15
+    except (OSError, IndexError, ValueError):
+        return None
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_used(pids: list[int], before: float | None) -> float | None:
+    now = cpu_seconds(pids)
+    return now - before if now is not None and before is not None else None
 
 
 async def wait_until_ready(bases: list[str]) -> None:
@@ -172,6 +191,12 @@ class Step:
     offered: int
     start: float
     requests: dict[str, tuple[float, float, int]] = field(default_factory=dict)
+    cpu: float | None = None  # the servers' CPU seconds over the step
+
+    @property
+    def cpu_per_request(self) -> float | None:
+        """The servers' CPU seconds per request answered 2xx."""
+        return self.cpu / len(self.ok) if self.cpu is not None and self.ok else None
 
     @property
     def ok(self) -> list[tuple[float, float]]:
@@ -333,7 +358,7 @@ async def run_hub(arguments: argparse.Namespace, processes: int) -> Outcome:
         env = hub_environment(url, arguments.redis_url if processes > 1 else None, stream)
         ports = [free_port() for _ in range(processes)]
         bases = [f"http://127.0.0.1:{port}" for port in ports]
-        with started([serve_command(port) for port in ports], env):
+        with started([serve_command(port) for port in ports], env) as pids:
             await wait_until_ready(bases)
             checker = Hub.create(load_settings(_env_file=None, database_url=url))
             try:
@@ -341,9 +366,11 @@ async def run_hub(arguments: argparse.Namespace, processes: int) -> Outcome:
                 first = await warm_up(bases, "hub", arguments)
                 async with console(bases[0]) as seen:
                     for rate in rates_of(arguments):
+                        before = cpu_seconds(pids)
                         step = await offer(bases, "hub", rate, arguments.seconds, first)
                         first += step.offered
                         await asyncio.sleep(1.0)  # the last events on their way
+                        step.cpu = cpu_used(pids, before)
                         steps.append(step)
                         delays.append(await to_agent(checker, step, seen))
                         print_step(f"hub x{processes}", step, delays[-1], arguments.max_p99)
@@ -371,13 +398,15 @@ async def run_bare(arguments: argparse.Namespace) -> Outcome:
             "warning",
         ]
         base = f"http://127.0.0.1:{port}"
-        with started([command], env):
+        with started([command], env) as pids:
             await wait_until_ready([base])
             steps: list[Step] = []
             first = await warm_up([base], "bare", arguments)
             for rate in rates_of(arguments):
+                before = cpu_seconds(pids)
                 step = await offer([base], "bare", rate, arguments.seconds, first)
                 first += step.offered
+                step.cpu = cpu_used(pids, before)
                 steps.append(step)
                 print_step("bare INSERT", step, [], arguments.max_p99)
                 if not step.holds(arguments.max_p99):
@@ -403,12 +432,21 @@ def print_step(label: str, step: Step, delays: list[float], max_p99: float) -> N
     )
     if delays:
         line += f"  to agent p99 {percentile(delays, 0.99) * 1e3:>7.1f} ms ({len(delays)})"
+    if step.cpu_per_request is not None:
+        line += f"  server CPU {step.cpu_per_request * 1e3:.1f} ms a request"
     line += "" if step.holds(max_p99) else "  (does not hold: the ramp stops)"
     print(line, flush=True)
 
 
+def cpu_text(outcome: Outcome, index: int | None) -> str:
+    """`, N ms CPU a request` at that step, when the servers' CPU was read."""
+    cpu = outcome.steps[index].cpu_per_request if index is not None else None
+    return f", {cpu * 1e3:.1f} ms CPU a request" if cpu is not None else ""
+
+
 def report(hubs: list[Outcome], bare: Outcome) -> None:
-    base_rate, _ = bare.sustained()
+    base_rate, base_index = bare.sustained()
+    base_cpu = cpu_text(bare, base_index)
     for outcome in hubs:
         rate, index = outcome.sustained()
         p99 = percentile(outcome.to_agent[index], 0.99) * 1e3 if index is not None else float("nan")
@@ -418,8 +456,9 @@ def report(hubs: list[Outcome], bare: Outcome) -> None:
         summarise(
             Summary(
                 f"intake: web form + SMS webhooks, {outcome.label}",
-                f"{rate:,.0f}/s sustained, to agent p99 {p99:,.0f} ms{at_half_text}",
-                f"bare INSERT endpoint {base_rate:,.0f}/s",
+                f"{rate:,.0f}/s sustained, to agent p99 {p99:,.0f} ms{at_half_text}"
+                f"{cpu_text(outcome, index)}",
+                f"bare INSERT endpoint {base_rate:,.0f}/s{base_cpu}",
                 share,
                 f"≥ {GOAL_SHARE:.0%} of bare, p99 to agent < {GOAL_P99_MS:g} ms",
                 share >= GOAL_SHARE and p99_at_half * 1e3 < GOAL_P99_MS,
