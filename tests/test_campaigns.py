@@ -16,7 +16,7 @@ from hub.campaigns.handover import Handover
 from hub.campaigns.job import CampaignJob
 from hub.campaigns.sending import CampaignSender, Pacer
 from hub.context import Hub
-from hub.delivery import RecordingSender
+from hub.delivery import RecordingSender, UnknownDeliveryError
 from hub.models import (
     AuditEntry,
     Campaign,
@@ -405,6 +405,60 @@ async def test_an_approved_campaign_sends_one_message_per_allowed_recipient(
             )
         )
     assert [h.subject for h in history] == ["News for Anna"]
+
+
+async def test_a_supervisor_lists_a_campaigns_messages_by_outcome_page_by_page(
+    hub: Hub, client: httpx.AsyncClient, agent: SignedIn, supervisor: SignedIn
+):
+    await add_customer(hub, "Anna", "anna@example.com")
+    await add_customer(hub, "Bert", "bert@example.com")
+    await add_customer(hub, "Carla", "carla@example.com", consent=None)
+    campaign = await approved(client, agent, supervisor)
+    await start(client, campaign["id"], agent)
+    sender = RecordingSender()
+    sender.fail_next(UnknownDeliveryError("the connection broke after the end of data"))
+    await CampaignSender(hub, [sender]).run(campaign["id"])
+    url = f"/api/campaigns/{campaign['id']}/messages"
+
+    def listed(answer: httpx.Response) -> list[tuple[str, str]]:
+        assert answer.status_code == 200, answer.text
+        return [(m["recipient"], m["status"]) for m in answer.json()["messages"]]
+
+    unknown = await client.get(url, params={"status": "unknown"}, headers=supervisor.headers)
+    blocked = await client.get(url, params={"status": "blocked"}, headers=supervisor.headers)
+    pages, after = [], None
+    while True:
+        params = {"limit": 1} | ({"after": after} if after is not None else {})
+        page = await client.get(url, params=params, headers=supervisor.headers)
+        pages += listed(page)
+        after = page.json()["next"]
+        if after is None:
+            break
+
+    [(_, status)] = listed(unknown)
+    assert status == "unknown"
+    assert "broke after the end of data" in unknown.json()["messages"][0]["last_error"]
+    assert listed(blocked) == [("carla@example.com", "blocked")]
+    assert blocked.json()["messages"][0]["blocked_reasons"]
+    assert sorted(pages) == sorted(
+        [*listed(unknown), *listed(blocked), (sender.sent[0].recipient, "sent")]
+    )
+
+
+async def test_a_campaigns_messages_are_for_supervisors_and_a_wrong_outcome_is_named(
+    client: httpx.AsyncClient, agent: SignedIn, supervisor: SignedIn
+):
+    campaign = await approved(client, agent, supervisor)
+    url = f"/api/campaigns/{campaign['id']}/messages"
+
+    as_agent = await client.get(url, headers=agent.headers)
+    wrong = await client.get(url, params={"status": "lost"}, headers=supervisor.headers)
+    missing = await client.get("/api/campaigns/999999/messages", headers=supervisor.headers)
+
+    assert as_agent.status_code == 403
+    assert wrong.status_code == 422
+    assert "unknown" in wrong.json()["detail"]
+    assert missing.status_code == 404
 
 
 async def test_sending_twice_or_resuming_a_finished_campaign_sends_nothing_again(

@@ -13,7 +13,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hub.api.deps import current_agent, get_hub
+from hub.api.deps import current_agent, get_hub, require
 from hub.audit import record
 from hub.campaigns.approval import (
     check_fields,
@@ -25,7 +25,7 @@ from hub.campaigns.approval import (
     do_start_sending,
     do_submit,
 )
-from hub.campaigns.progress import campaign_progress
+from hub.campaigns.progress import OUTCOMES, campaign_messages, campaign_progress
 from hub.campaigns.segments import check_filter, count_members
 from hub.context import Hub
 from hub.errors import ConflictError, InvalidInputError, NotFoundError
@@ -200,6 +200,24 @@ async def show_campaign(
     """The campaign, its approval, and its progress (counts by outcome)."""
     async with hub.sessions() as session:
         return await campaign_view(session, await get_campaign(session, campaign_id))
+
+
+@router.get("/api/campaigns/{campaign_id}/messages")
+async def list_campaign_messages(
+    campaign_id: int,
+    status: Annotated[str | None, Query(description=", ".join(OUTCOMES))] = None,
+    after: int | None = None,
+    limit: int = Query(default=100, ge=1, le=500),
+    hub: Hub = Depends(get_hub),
+    agent: Agent = Depends(require("supervisor")),
+) -> dict[str, Any]:
+    """The campaign's messages with their outcome, in the order they were queued; `next`
+    pages on. `status=unknown` lists those a crash left unknown (they may have gone
+    out and are never sent again), to reconcile by hand."""
+    async with hub.sessions() as session:
+        await get_campaign(session, campaign_id)
+        messages, next_after = await campaign_messages(session, campaign_id, status, after, limit)
+    return jsonable_encoder({"messages": messages, "next": next_after})
 
 
 @router.patch("/api/campaigns/{campaign_id}")
