@@ -57,6 +57,9 @@ class Hub:
     replayers: dict[str, Replayer] = field(default_factory=dict)
     live: LiveTraffic = field(default_factory=LiveTraffic)
 
+    def __post_init__(self) -> None:
+        self.metrics.watch_live(lambda: self.live.in_flight)
+
     @classmethod
     def create(cls, settings: Settings, router: Router | None = None) -> Hub:
         engine = create_engine(settings.database_url)

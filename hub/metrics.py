@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 
 class Metrics:
@@ -52,6 +54,16 @@ class Metrics:
             ["path"],
             registry=self.registry,
         )
+
+        self.live_in_flight = Gauge(
+            "omnihub_live_in_flight",
+            "HTTP requests and chat frames being served now (a campaign waits for none)",
+            registry=self.registry,
+        )
+
+    def watch_live(self, in_flight: Callable[[], float]) -> None:
+        """Read the live traffic's count at each scrape."""
+        self.live_in_flight.set_function(in_flight)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -55,6 +55,7 @@ async def test_metrics_count_requests_by_route_and_ingests_by_channel(
         'status="200"} 1.0'
     ) in metrics
     assert "omnihub_http_request_seconds_bucket" in metrics
+    assert "omnihub_live_in_flight 1.0" in metrics  # the scrape itself is being served
 
 
 async def test_every_endpoint_is_in_the_openapi_document(client: httpx.AsyncClient):
