@@ -1,5 +1,8 @@
 """The dispatcher: takes due outbox rows, asks the gate again, hands them to senders.
 
+The gate is asked once for each claimed batch (up to `batch` rows, one
+`check_many` per purpose), right before its rows are sent one by one.
+
 One item per commit, as a crash-safe worker should: a claim is committed
 (status `sending`, a lease, the claimer's name, one more attempt) before the
 sender is called, and the outcome is committed after. A claimer that dies
@@ -40,7 +43,7 @@ from hub.delivery import (
     Sender,
     UnknownDeliveryError,
 )
-from hub.gate import ADDRESS_KIND, Recipient, check
+from hub.gate import ADDRESS_KIND, Recipient, check_many
 from hub.models import OutboxMessage, utcnow
 from hub.outbox import add_outcome_to_history
 from hub.values import Outbound
@@ -87,8 +90,9 @@ class Dispatcher:
 
     async def dispatch_once(self) -> int:
         rows = await self.claim()
+        refusals = await self._gate(rows)
         for row in rows:
-            await self.deliver(row)
+            await self.deliver(row, refusals[row.id])
         return len(rows)
 
     async def claim(self) -> list[OutboxMessage]:
@@ -124,8 +128,8 @@ class Dispatcher:
             rows = await session.scalars(select(OutboxMessage).where(OutboxMessage.id.in_(ids)))
             return sorted(rows, key=lambda row: (row.next_attempt_at, row.id))
 
-    async def deliver(self, row: OutboxMessage) -> None:
-        reasons = await self._gate(row)
+    async def deliver(self, row: OutboxMessage, reasons: tuple[str, ...]) -> None:
+        """Send one claimed row, or record it blocked for the gate's `reasons`."""
         if reasons:
             await self._record(
                 row,
@@ -173,11 +177,19 @@ class Dispatcher:
                 summary=f"sent ({receipt.provider_id})",
             )
 
-    async def _gate(self, row: OutboxMessage) -> tuple[str, ...]:
-        recipient = Recipient(row.customer_id, row.channel, row.recipient)
+    async def _gate(self, rows: list[OutboxMessage]) -> dict[int, tuple[str, ...]]:
+        """The gate's reasons against each claimed row (none: it may go), asked for the
+        whole claim at once, a query or few per purpose instead of per row."""
+        by_purpose: dict[str, list[OutboxMessage]] = {}
+        for row in rows:
+            by_purpose.setdefault(row.purpose, []).append(row)
+        reasons: dict[int, tuple[str, ...]] = {}
         async with self.hub.sessions() as session:
-            decision = await check(session, recipient, row.purpose, self.hub.policy)
-        return decision.reasons
+            for purpose, group in by_purpose.items():
+                recipients = [Recipient(r.customer_id, r.channel, r.recipient) for r in group]
+                decisions = await check_many(session, recipients, purpose, self.hub.policy)
+                reasons |= {r.id: d.reasons for r, d in zip(group, decisions, strict=True)}
+        return reasons
 
     async def _retry(self, row: OutboxMessage, error: str) -> None:
         if row.attempts >= self.hub.settings.outbox_max_attempts:

@@ -345,6 +345,43 @@ async def test_marketing_to_a_complaining_customer_is_blocked_while_the_service_
     assert (await row(hub, reply.id)).status == "sent"
 
 
+async def test_one_claimed_batch_is_gated_per_purpose_at_send_time(hub: Hub):
+    customer_id = await anna(hub)
+    async with hub.work() as work:
+        work.session.add(
+            Consent(
+                customer_id=customer_id,
+                channel="email",
+                purpose="marketing",
+                state="granted",
+                evidence={"confirmed_at": "2026-11-01"},
+            )
+        )
+    offer = await queue(hub, customer_id, key="offer", purpose="marketing")
+    reply = await queue(hub, customer_id, key="reply")
+    # Both were allowed when queued; then the customer complains.
+    await accept_inbound(
+        hub,
+        Inbound(
+            channel="email",
+            sender_kind="email",
+            sender="anna@example.com",
+            external_id="m2",
+            subject="Beschwerde",
+            text="Kaputt!",
+            is_complaint=True,
+        ),
+    )
+    sender = RecordingSender()
+
+    await Dispatcher(hub, {"email": sender}).dispatch_once()
+
+    assert offer.status == reply.status == "queued"
+    assert [o.idempotency_key for o in sender.sent] == ["reply"]
+    blocked = await row(hub, offer.id)
+    assert (blocked.status, blocked.blocked_reasons) == ("blocked", ["open_complaint"])
+
+
 async def test_a_delivery_that_may_have_gone_out_is_marked_unknown_and_never_resent(hub: Hub):
     customer_id = await anna(hub)
     queued = await queue(hub, customer_id)
