@@ -294,10 +294,7 @@ async def test_the_running_app_dispatches_the_outbox_in_the_background(hub: Hub)
     assert [o.recipient for o in sender.sent] == ["anna@example.com"]
 
 
-async def test_marketing_to_a_complaining_customer_is_blocked_while_the_service_reply_goes_out(
-    hub: Hub,
-):
-    customer_id = await anna(hub)
+async def grant_marketing(hub: Hub, customer_id: int) -> None:
     async with hub.work() as work:
         work.session.add(
             Consent(
@@ -308,6 +305,10 @@ async def test_marketing_to_a_complaining_customer_is_blocked_while_the_service_
                 evidence={"confirmed_at": "2026-11-01"},
             )
         )
+
+
+async def complain(hub: Hub) -> None:
+    """Anna's complaint, by e-mail."""
     await accept_inbound(
         hub,
         Inbound(
@@ -320,6 +321,14 @@ async def test_marketing_to_a_complaining_customer_is_blocked_while_the_service_
             is_complaint=True,
         ),
     )
+
+
+async def test_marketing_to_a_complaining_customer_is_blocked_while_the_service_reply_goes_out(
+    hub: Hub,
+):
+    customer_id = await anna(hub)
+    await grant_marketing(hub, customer_id)
+    await complain(hub)
     offer = await queue(hub, customer_id, key="offer", purpose="marketing")
     sender = RecordingSender()
     async with hub.work() as work:
@@ -347,31 +356,11 @@ async def test_marketing_to_a_complaining_customer_is_blocked_while_the_service_
 
 async def test_one_claimed_batch_is_gated_per_purpose_at_send_time(hub: Hub):
     customer_id = await anna(hub)
-    async with hub.work() as work:
-        work.session.add(
-            Consent(
-                customer_id=customer_id,
-                channel="email",
-                purpose="marketing",
-                state="granted",
-                evidence={"confirmed_at": "2026-11-01"},
-            )
-        )
+    await grant_marketing(hub, customer_id)
     offer = await queue(hub, customer_id, key="offer", purpose="marketing")
     reply = await queue(hub, customer_id, key="reply")
     # Both were allowed when queued; then the customer complains.
-    await accept_inbound(
-        hub,
-        Inbound(
-            channel="email",
-            sender_kind="email",
-            sender="anna@example.com",
-            external_id="m2",
-            subject="Beschwerde",
-            text="Kaputt!",
-            is_complaint=True,
-        ),
-    )
+    await complain(hub)
     sender = RecordingSender()
 
     await Dispatcher(hub, {"email": sender}).dispatch_once()
