@@ -2,6 +2,8 @@
 
 Both need a signed-in agent (the session cookie); the progress page reads
 `GET /api/campaigns/{id}` every two seconds with that cookie and moves its bar.
+A supervisor also sees the recipients whose delivery a crash left unknown, to
+reconcile by hand (the first UNKNOWN_SHOWN; the API pages through the rest).
 """
 
 from __future__ import annotations
@@ -11,8 +13,10 @@ from fastapi.responses import RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import select
 
+from hub.agents import has_role
 from hub.api.campaigns import campaign_view
 from hub.api.deps import get_hub
+from hub.campaigns.progress import campaign_messages
 from hub.context import Hub
 from hub.models import Agent, Campaign
 from templates import TEMPLATE_DIR
@@ -20,6 +24,7 @@ from templates import TEMPLATE_DIR
 router = APIRouter(include_in_schema=False)
 pages = Jinja2Templates(directory=str(TEMPLATE_DIR))
 PAGE = 50
+UNKNOWN_SHOWN = 100
 
 
 @router.get("/console/campaigns")
@@ -57,6 +62,10 @@ async def campaign_page(
                 request, "campaign_detail.html", {"agent": agent, "campaign": None}, status_code=404
             )
         view = await campaign_view(session, campaign)
-    return pages.TemplateResponse(
-        request, "campaign_detail.html", {"agent": agent, "campaign": view}
-    )
+        unknown, more = [], None
+        if has_role(agent, "supervisor") and view["progress"]["unknown"]:
+            unknown, more = await campaign_messages(
+                session, campaign_id, "unknown", limit=UNKNOWN_SHOWN
+            )
+    context = {"agent": agent, "campaign": view, "unknown": unknown, "more_unknown": more}
+    return pages.TemplateResponse(request, "campaign_detail.html", context)

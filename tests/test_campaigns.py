@@ -696,6 +696,31 @@ async def test_the_console_shows_a_campaigns_progress_bar(
     assert "Spring news" in listing.text
 
 
+async def test_a_supervisors_campaign_page_lists_the_recipients_whose_delivery_is_unknown(
+    hub: Hub, client: httpx.AsyncClient, agent: SignedIn, supervisor: SignedIn
+):
+    await add_customer(hub, "Anna", "anna@example.com")
+    campaign = await approved(client, agent, supervisor)
+    await start(client, campaign["id"], agent)
+    sender = RecordingSender()
+    sender.fail_next(UnknownDeliveryError("the connection broke after the end of data"))
+    await CampaignSender(hub, [sender]).run(campaign["id"])
+    url = f"/console/campaigns/{campaign['id']}"
+
+    await client.post("/login", json={"email": agent.email, "password": "correct horse battery"})
+    as_agent = await client.get(url)
+    await client.post(
+        "/login", json={"email": supervisor.email, "password": "correct horse battery"}
+    )
+    as_supervisor = await client.get(url)
+
+    assert as_agent.status_code == as_supervisor.status_code == 200
+    assert "anna@example.com" not in as_agent.text
+    assert 'id="unknown"' in as_supervisor.text
+    assert "anna@example.com" in as_supervisor.text
+    assert "broke after the end of data" in as_supervisor.text
+
+
 async def test_the_pacer_never_lets_two_messages_closer_than_the_rate_allows():
     pacer = Pacer(1000.0)
     slots = []
