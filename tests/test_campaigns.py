@@ -407,17 +407,25 @@ async def test_an_approved_campaign_sends_one_message_per_allowed_recipient(
     assert [h.subject for h in history] == ["News for Anna"]
 
 
+async def sent_with_an_unknown_delivery(
+    hub: Hub, client: httpx.AsyncClient, agent: SignedIn, supervisor: SignedIn
+) -> tuple[dict[str, Any], RecordingSender]:
+    """A campaign sent to the customers added so far; the first message's delivery unknown."""
+    campaign = await approved(client, agent, supervisor)
+    await start(client, campaign["id"], agent)
+    sender = RecordingSender()
+    sender.fail_next(UnknownDeliveryError("the connection broke after the end of data"))
+    await CampaignSender(hub, [sender]).run(campaign["id"])
+    return campaign, sender
+
+
 async def test_a_supervisor_lists_a_campaigns_messages_by_outcome_page_by_page(
     hub: Hub, client: httpx.AsyncClient, agent: SignedIn, supervisor: SignedIn
 ):
     await add_customer(hub, "Anna", "anna@example.com")
     await add_customer(hub, "Bert", "bert@example.com")
     await add_customer(hub, "Carla", "carla@example.com", consent=None)
-    campaign = await approved(client, agent, supervisor)
-    await start(client, campaign["id"], agent)
-    sender = RecordingSender()
-    sender.fail_next(UnknownDeliveryError("the connection broke after the end of data"))
-    await CampaignSender(hub, [sender]).run(campaign["id"])
+    campaign, sender = await sent_with_an_unknown_delivery(hub, client, agent, supervisor)
     url = f"/api/campaigns/{campaign['id']}/messages"
 
     def listed(answer: httpx.Response) -> list[tuple[str, str]]:
@@ -700,11 +708,7 @@ async def test_a_supervisors_campaign_page_lists_the_recipients_whose_delivery_i
     hub: Hub, client: httpx.AsyncClient, agent: SignedIn, supervisor: SignedIn
 ):
     await add_customer(hub, "Anna", "anna@example.com")
-    campaign = await approved(client, agent, supervisor)
-    await start(client, campaign["id"], agent)
-    sender = RecordingSender()
-    sender.fail_next(UnknownDeliveryError("the connection broke after the end of data"))
-    await CampaignSender(hub, [sender]).run(campaign["id"])
+    campaign, _sender = await sent_with_an_unknown_delivery(hub, client, agent, supervisor)
     url = f"/console/campaigns/{campaign['id']}"
 
     await client.post("/login", json={"email": agent.email, "password": "correct horse battery"})
