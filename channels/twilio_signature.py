@@ -63,7 +63,12 @@ def storable(form: FormData) -> FormData:
     """The form with NUL replaced in every text value (files pass as they are)."""
     return FormData(
         [
-            (name, value.replace("\x00", "\ufffd") if isinstance(value, str) else value)
+            (name, storable_text(value) if isinstance(value, str) else value)
             for name, value in form.multi_items()
         ]
     )
+
+
+def storable_text(value: str) -> str:
+    """`value` with NUL, which the database refuses, replaced by U+FFFD."""
+    return value.replace("\x00", "\ufffd")

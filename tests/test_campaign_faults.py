@@ -45,16 +45,17 @@ def on_postgresql(hub: Hub) -> None:
         pytest.skip("the fault tests of issue 11 run on PostgreSQL")
 
 
-async def planted_campaign(
+@pytest.fixture
+async def campaign(
     hub: Hub, client: httpx.AsyncClient, agent: SignedIn, supervisor: SignedIn
 ) -> tuple[int, list[str]]:
     """A started campaign to planted customers: its id and the allowed addresses, in order."""
     planted = await fill(hub.engine, CUSTOMERS, seed=3)
     excluded = set(planted.expected("marketing"))
     allowed = [r.address for r in planted.recipients if r.customer_id not in excluded]
-    campaign = await approved(client, agent, supervisor, template=TEMPLATE)
-    assert (await start(client, campaign["id"], agent)).status_code == 202
-    return campaign["id"], allowed
+    approved_campaign = await approved(client, agent, supervisor, template=TEMPLATE)
+    assert (await start(client, approved_campaign["id"], agent)).status_code == 202
+    return approved_campaign["id"], allowed
 
 
 def sending(hub: Hub, campaign_id: int, server: SmtpServer, **options: Any) -> asyncio.Task[None]:
@@ -71,11 +72,14 @@ def sending(hub: Hub, campaign_id: int, server: SmtpServer, **options: Any) -> a
     return asyncio.create_task(run(), name="campaign under faults")
 
 
-async def until_received(server: SmtpServer, count: int) -> int:
-    async with asyncio.timeout(60):
-        while len(server.messages) < count:  # noqa: ASYNC110 - the sink fills a list
-            await asyncio.sleep(0.005)
-    return len(server.messages)
+async def past_30_percent(
+    hub: Hub, campaign: tuple[int, list[str]], server: SmtpServer, **options: Any
+) -> asyncio.Task[None]:
+    """The campaign sending, once 30 % of its allowed recipients have their message."""
+    campaign_id, allowed = campaign
+    task = sending(hub, campaign_id, server, **options)
+    await server.until_received(len(allowed) * 3 // 10)
+    return task
 
 
 async def rows_of(hub: Hub, campaign_id: int) -> dict[str, OutboxMessage]:
@@ -99,12 +103,11 @@ async def test_smtp_refusing_for_a_while_at_30_percent_delays_those_messages_and
     hub: Hub,
     client: httpx.AsyncClient,
     agent: SignedIn,
-    supervisor: SignedIn,
     smtp_server: SmtpServer,
+    campaign: tuple[int, list[str]],
 ):
-    campaign_id, allowed = await planted_campaign(hub, client, agent, supervisor)
-    task = sending(hub, campaign_id, smtp_server)
-    await until_received(smtp_server, len(allowed) * 3 // 10)
+    campaign_id, allowed = campaign
+    task = await past_30_percent(hub, campaign, smtp_server)
     for _ in range(REFUSALS):
         smtp_server.fail_next("mail", 451, "4.3.0 try again later")
     await task
@@ -124,12 +127,11 @@ async def test_smtp_refusing_for_good_at_30_percent_fails_those_messages_visibly
     hub: Hub,
     client: httpx.AsyncClient,
     agent: SignedIn,
-    supervisor: SignedIn,
     smtp_server: SmtpServer,
+    campaign: tuple[int, list[str]],
 ):
-    campaign_id, allowed = await planted_campaign(hub, client, agent, supervisor)
-    task = sending(hub, campaign_id, smtp_server)
-    await until_received(smtp_server, len(allowed) * 3 // 10)
+    campaign_id, allowed = campaign
+    task = await past_30_percent(hub, campaign, smtp_server)
     for _ in range(REFUSALS):
         smtp_server.fail_next("content", 554, "5.7.1 message refused")
     await task
@@ -151,12 +153,11 @@ async def test_smtp_vanishing_at_30_percent_resumes_when_it_is_back_and_sends_no
     hub: Hub,
     client: httpx.AsyncClient,
     agent: SignedIn,
-    supervisor: SignedIn,
     smtp_server: SmtpServer,
+    campaign: tuple[int, list[str]],
 ):
-    campaign_id, allowed = await planted_campaign(hub, client, agent, supervisor)
-    task = sending(hub, campaign_id, smtp_server)
-    await until_received(smtp_server, len(allowed) * 3 // 10)
+    campaign_id, allowed = campaign
+    task = await past_30_percent(hub, campaign, smtp_server)
     await asyncio.to_thread(smtp_server.stop)
     at_stop = len(smtp_server.messages)
     await asyncio.sleep(DOWN_SECONDS)
@@ -182,15 +183,14 @@ async def test_a_block_arriving_mid_campaign_stops_the_later_message_to_that_rec
     hub: Hub,
     client: httpx.AsyncClient,
     agent: SignedIn,
-    supervisor: SignedIn,
     smtp_server: SmtpServer,
+    campaign: tuple[int, list[str]],
 ):
-    campaign_id, allowed = await planted_campaign(hub, client, agent, supervisor)
+    campaign_id, allowed = campaign
     unsubscribing, bouncing = allowed[-1], allowed[-2]  # the last ones to be sent
     # At 100 messages a second the campaign takes two seconds, and each connection
     # asks the gate again for every 50 rows (a second's worth of its share).
-    task = sending(hub, campaign_id, smtp_server, rate=100)
-    await until_received(smtp_server, len(allowed) * 3 // 10)
+    task = await past_30_percent(hub, campaign, smtp_server, rate=100)
     token = make_token(SECRET, "email", unsubscribing, campaign_id)
     one_click = await client.post(
         f"/unsubscribe/{token}",

@@ -137,7 +137,7 @@ async def kill_many_times(
             received = len(forks.server.messages)
             owed = allowed - received - sum(lost)
             share = chance.randint(1, max(1, owed // (kills_left + 1)))
-            await until_received(forks.server, received + share)
+            await forks.server.until_received(received + share)
         await forks.kill_sender(pid)
         await expire_hold(hub, campaign_id)
         lost.append(len(await find_lost(hub, campaign_id, forks.server)) - sum(lost))
@@ -267,7 +267,7 @@ async def test_a_sender_killed_between_the_content_and_its_commit_loses_nothing(
     try:
         await forks.ready()
         pid = await forks.start_sender()
-        await until_received(smtp_server, 100)
+        await smtp_server.until_received(100)
         # Hold every hand-off back: both connections stop with a message's whole
         # content sent and its end of data not; then the sender dies.
         async with hub.engine.connect() as locking:
@@ -289,9 +289,3 @@ async def test_a_sender_killed_between_the_content_and_its_commit_loses_nothing(
     assert [address for address, count in received.items() if count > 1] == []
     assert set(received) == allowed
     assert await find_lost(hub, campaign_id, smtp_server) == set()
-
-
-async def until_received(server: SmtpServer, count: int) -> None:
-    async with asyncio.timeout(60):
-        while len(server.messages) < count:  # noqa: ASYNC110 - the sink fills a list
-            await asyncio.sleep(0.01)

@@ -133,11 +133,9 @@ async def kill_the_holder_midway(
     hub: Hub, campaign_id: int, hubs: list[HubProcess], sink: SmtpServer
 ) -> int:
     """SIGKILL the process sending the campaign once it is on its way; how many had arrived."""
-    async with asyncio.timeout(60):
-        while len(sink.messages) < CUSTOMERS // 3:  # noqa: ASYNC110 - the sink fills a list
-            await asyncio.sleep(0.02)
-        async with hub.sessions() as session:
-            holder = (await session.get(Campaign, campaign_id)).holder or ""
+    await sink.until_received(CUSTOMERS // 3)
+    async with hub.sessions() as session:
+        holder = (await session.get(Campaign, campaign_id)).holder or ""
     pid = int(holder.split(":")[1])
     (holding,) = [h for h in hubs if h.process.pid == pid]
     holding.kill()

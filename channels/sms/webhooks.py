@@ -28,7 +28,7 @@ from twilio.twiml.messaging_response import MessagingResponse
 from channels.sms.inbound import IncomingSms, IncompleteWebhookError, parse_incoming
 from channels.sms.keywords import KeywordHit, accept_keyword
 from channels.sms.status import do_apply_status, parse_status
-from channels.twilio_signature import check_twilio_signature
+from channels.twilio_signature import check_twilio_signature, storable_text
 from hub.api.deps import get_hub
 from hub.context import Hub
 from hub.intake import IngestResult, accept_inbound
@@ -89,8 +89,4 @@ async def _json_fields(request: Request) -> dict[str, Any]:
         raise HTTPException(400, "the body is not JSON") from None
     if not isinstance(fields, dict):
         raise HTTPException(400, "the JSON body must be an object")
-    return {
-        name: str(value).replace("\x00", "\ufffd")
-        for name, value in fields.items()
-        if value is not None
-    }
+    return {name: storable_text(str(value)) for name, value in fields.items() if value is not None}

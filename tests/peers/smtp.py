@@ -179,6 +179,12 @@ class SmtpServer:
 
     # Called on the server's thread.
 
+    async def until_received(self, count: int, seconds: float = 60.0) -> None:
+        """Until `count` messages have arrived (TimeoutError after `seconds`)."""
+        async with asyncio.timeout(seconds):
+            while len(self.messages) < count:  # noqa: ASYNC110 - the server's thread fills a list
+                await asyncio.sleep(0.005)
+
     def take_fault(self, step: Step) -> Fault | None:
         with self._lock:
             if self._faults and self._faults[0].step == step:
