@@ -19,6 +19,7 @@ from hub.db import WRITES, SessionFactory, create_engine, create_session_factory
 from hub.events import Event, EventBus, InProcessEventBus
 from hub.events_redis import RedisEventBus
 from hub.gate import Policy
+from hub.group_commit import GroupCommit
 from hub.live_traffic import LiveTraffic
 from hub.metrics import Metrics
 from hub.privacy.suppression import derive_key
@@ -56,6 +57,8 @@ class Hub:
     # Per channel: take a stored raw message again (the dead-letter replay).
     replayers: dict[str, Replayer] = field(default_factory=dict)
     live: LiveTraffic = field(default_factory=LiveTraffic)
+    # Contacts arriving together are stored together (`hub.intake`).
+    intake: GroupCommit[Any, Any] = field(default_factory=GroupCommit)
 
     def __post_init__(self) -> None:
         self.metrics.watch_live(lambda: self.live.in_flight)

@@ -9,9 +9,11 @@ a prospect.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.context import Hub
@@ -75,15 +77,58 @@ async def resolve_customer(
     session: AsyncSession, kind: str, value: str, name: str | None = None
 ) -> tuple[Customer, bool]:
     """The customer owning the normalised identity, or a new prospect; and whether it is new."""
-    customer = await find_customer_by_identity(session, kind, value)
-    if customer is not None:
-        return customer, False
-    customer = Customer(name=(name or "").strip()[:200], is_prospect=True)
-    session.add(customer)
-    await session.flush()
-    session.add(Identity(customer_id=customer.id, kind=kind, value=value))
-    await session.flush()
-    return customer, True
+    customers, created = await resolve_customers(session, [(kind, value, name)])
+    return customers[0], bool(created)
+
+
+async def resolve_customers(
+    session: AsyncSession, senders: Sequence[tuple[str, str, str | None]]
+) -> tuple[list[Customer], set[int]]:
+    """The customer owning each normalised (kind, value, name) identity, in order, and
+    the ids of those created now: an unknown identity becomes one new prospect, named
+    after its first sender. One SELECT for all; the new ones in one INSERT each for
+    customers and identities."""
+    owners = await find_customers_by_identities(session, {(k, v) for k, v, _ in senders})
+    new: dict[tuple[str, str], Customer] = {}
+    for kind, value, name in senders:
+        if (kind, value) not in owners and (kind, value) not in new:
+            new[(kind, value)] = Customer(name=(name or "").strip()[:200], is_prospect=True)
+    if new:
+        session.add_all(new.values())
+        await session.flush()
+        session.add_all(
+            Identity(customer_id=customer.id, kind=kind, value=value)
+            for (kind, value), customer in new.items()
+        )
+        await session.flush()
+        owners.update(new)
+    return [owners[(kind, value)] for kind, value, _ in senders], {c.id for c in new.values()}
+
+
+async def find_customers_by_identities(
+    session: AsyncSession, identities: Iterable[tuple[str, str]]
+) -> dict[tuple[str, str], Customer]:
+    """The owners of already normalised identities that have one."""
+    values_of: dict[str, list[str]] = {}
+    for kind, value in identities:
+        values_of.setdefault(kind, []).append(value)
+    if not values_of:
+        return {}
+    statement = (
+        select(Identity.kind, Identity.value, Customer)
+        .select_from(Customer)
+        .join(Identity, Identity.customer_id == Customer.id)
+        .where(
+            or_(
+                *(
+                    and_(Identity.kind == kind, Identity.value.in_(sorted(values)))
+                    for kind, values in sorted(values_of.items())
+                )
+            )
+        )
+    )
+    rows = await session.execute(statement)
+    return {(kind, value): customer for kind, value, customer in rows}
 
 
 async def add_identity(session: AsyncSession, customer: Customer, kind: str, value: str) -> None:

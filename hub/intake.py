@@ -13,21 +13,20 @@ the customer the sender resolved to, whatever the headers claim.
 
 from __future__ import annotations
 
-import asyncio
+import functools
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from time import perf_counter
-from typing import TypeVar
-from weakref import WeakKeyDictionary
+from typing import Any, TypeVar
 
-from sqlalchemy import Select, exists, select
+from sqlalchemy import exists, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub.assignment import Router
 from hub.context import Hub, Work
 from hub.errors import InvalidInputError
-from hub.identity import normalise_identity, resolve_customer
+from hub.identity import normalise_identity, resolve_customers
 from hub.models import (
     Attachment,
     Complaint,
@@ -39,9 +38,7 @@ from hub.models import (
 from hub.values import Inbound
 
 T = TypeVar("T")
-# Below the engine's pool (hub.db: 10), which the console and background work share.
-INGEST_SLOTS = 8
-_SLOTS: WeakKeyDictionary[AsyncEngine, asyncio.Semaphore] = WeakKeyDictionary()
+log = logging.getLogger(__name__)
 MAX_EXTERNAL_ID = 500
 MAX_SUBJECT = 500
 
@@ -56,7 +53,7 @@ class IngestResult:
 
 
 async def accept_inbound(hub: Hub, inbound: Inbound) -> IngestResult:
-    """The entry every channel calls: ingest in a transaction of its own, then count it.
+    """The entry every channel calls: ingest, then count it.
 
     When this returns, the contact is committed, so the caller may acknowledge it
     to its source (principle 3).
@@ -75,6 +72,65 @@ async def accept_inbound_then(
     """`accept_inbound`, with `then` done in the same transaction (a confirmation queued
     in the outbox commits with the contact that caused it, principle 2).
 
+    Contacts that arrive while another is being stored are stored together,
+    in one transaction (`hub.group_commit`); each caller returns once its own
+    contact is committed, as alone.
+    """
+    started = perf_counter()
+    check_inbound(inbound)
+    result, done = await hub.intake.submit(
+        _Pending(inbound, then), functools.partial(_store_batch, hub)
+    )
+    count_ingest(hub, inbound.channel, result, started)
+    return result, done
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    inbound: Inbound
+    then: Callable[[Work, IngestResult], Awaitable[Any]]
+
+
+async def _store_batch(
+    hub: Hub, batch: list[_Pending]
+) -> list[tuple[IngestResult, Any] | Exception]:
+    """Store a batch in one transaction; when the database or a check refuses any of
+    it, the transaction is rolled back whole and each contact goes alone, meeting
+    its own error, if any."""
+    region = hub.settings.default_region
+    if len(batch) > 1:
+        try:
+            return await _store_together(hub, batch, region)
+        except Exception as error:  # each alone finds whose it was
+            log.info("a batch of %d contacts was refused (%s); each goes alone", len(batch), error)
+    outcomes: list[tuple[IngestResult, Any] | Exception] = []
+    for pending in batch:
+        try:
+            outcomes.append(await _store_then(hub, pending.inbound, region, pending.then))
+        except Exception as error:  # its caller raises it
+            outcomes.append(error)
+    return outcomes
+
+
+async def _store_together(
+    hub: Hub, batch: list[_Pending], region: str
+) -> list[tuple[IngestResult, Any] | Exception]:
+    async with hub.work() as work:
+        stored = await store_many(work, [pending.inbound for pending in batch], region)
+        results = [each.result for each in stored]
+        done = [
+            await pending.then(work, result) for pending, result in zip(batch, results, strict=True)
+        ]
+        for each in stored:
+            await each.finish(work, hub.router)  # last: routing holds its lock to the commit
+    return list(zip(results, done, strict=True))
+
+
+async def _store_then(
+    hub: Hub, inbound: Inbound, region: str, then: Callable[[Work, IngestResult], Awaitable[T]]
+) -> tuple[IngestResult, T]:
+    """One contact in a transaction of its own.
+
     The first try stores without looking for an earlier copy first: a repeat is
     rare, and the unique (channel, external id) refuses it anyway. When the
     database refuses something (that repeat, or a new sender's identity another
@@ -82,18 +138,6 @@ async def accept_inbound_then(
     included, and `ingest` runs again in a new one, where it finds the earlier
     copy or the identity and returns or uses it.
     """
-    started = perf_counter()
-    region = hub.settings.default_region
-    check_inbound(inbound)
-    async with _slot(hub):
-        result, done = await _store_then(hub, inbound, region, then)
-    count_ingest(hub, inbound.channel, result, started)
-    return result, done
-
-
-async def _store_then(
-    hub: Hub, inbound: Inbound, region: str, then: Callable[[Work, IngestResult], Awaitable[T]]
-) -> tuple[IngestResult, T]:
     try:
         async with hub.work() as work:
             stored = await store_new(work, inbound, region)
@@ -105,22 +149,6 @@ async def _store_then(
             result = await ingest(work, inbound, hub.router, region)
             done = await then(work, result)
     return result, done
-
-
-def _slot(hub: Hub) -> asyncio.Semaphore:
-    """One of this engine's `INGEST_SLOTS`: at most that many intake transactions at once.
-
-    Past the pool's size every further transaction would open an overflow
-    connection, which is closed again on return: connected (TLS tried, types
-    introspected) and every statement prepared anew, for one contact. Under a
-    burst that made each contact dearer the longer the backlog grew; and all of
-    them queue on the routing lock anyway. A request over the limit waits here,
-    holding nothing.
-    """
-    slots = _SLOTS.get(hub.engine)
-    if slots is None:
-        slots = _SLOTS[hub.engine] = asyncio.Semaphore(INGEST_SLOTS)
-    return slots
 
 
 def count_ingest(hub: Hub, channel: str, result: IngestResult, started: float) -> None:
@@ -163,8 +191,56 @@ async def ingest_new(work: Work, inbound: Inbound, router: Router, region: str) 
 
 async def store_new(work: Work, inbound: Inbound, region: str) -> Stored:
     """`ingest_new` up to its routing and events (`Stored.finish`)."""
-    sender = normalise_identity(inbound.sender_kind, inbound.sender, region)
-    return await _store(work, inbound, sender)
+    return (await store_many(work, [inbound], region))[0]
+
+
+async def store_many(work: Work, inbounds: list[Inbound], region: str) -> list[Stored]:
+    """Write contacts not stored before, in order, as one after the other would be, with
+    a few statements for all of them: the senders' customers found (or created) at
+    once, their open conversations read at once, new conversations and interactions
+    each written in one INSERT. Their routing and events follow (`Stored.finish`).
+
+    Threading by reference (an e-mail reply) looks at what was stored before this
+    call; so contacts with references are stored one at a time (`_store_batch`).
+    """
+    senders = [normalise_identity(i.sender_kind, i.sender, region) for i in inbounds]
+    wanted = [
+        (inbound.sender_kind, sender, inbound.sender_name)
+        for inbound, sender in zip(inbounds, senders, strict=True)
+    ]
+    customers, created = await resolve_customers(work.session, wanted)
+    open_of = await _open_conversations(work, {c.id for c in customers} - created)
+    threads: list[tuple[Conversation | None, bool, bool]] = []
+    for inbound, customer in zip(inbounds, customers, strict=True):
+        # A customer created just now has no conversation to look for; its first contact
+        # is the one that created it.
+        is_new_customer = customer.id in created and customer.id not in open_of
+        conversations = open_of.setdefault(customer.id, [])
+        conversation, is_new_conversation = await _thread(work, conversations, customer, inbound)
+        threads.append((conversation, is_new_customer, is_new_conversation))
+    await work.session.flush()
+    stored: list[Stored] = []
+    for inbound, sender, customer, (conversation, is_new_customer, is_new_conversation) in zip(
+        inbounds, senders, customers, threads, strict=True
+    ):
+        complaint = await _open_complaint(work, customer, conversation, inbound)
+        interaction = _interaction(customer, conversation, inbound, sender, complaint)
+        stored.append(
+            Stored(
+                inbound,
+                customer,
+                conversation,
+                interaction,
+                complaint,
+                is_new_customer,
+                is_new_conversation,
+            )
+        )
+    work.session.add_all(each.interaction for each in stored)
+    await work.session.flush()
+    for each in stored:
+        _store_attachments(work, each.interaction, each.inbound)
+    return stored
 
 
 def check_inbound(inbound: Inbound) -> None:
@@ -227,35 +303,12 @@ class Stored:
         _emit(work, self)
 
 
-async def _store(work: Work, inbound: Inbound, sender: str) -> Stored:
-    customer, is_new_customer = await resolve_customer(
-        work.session, inbound.sender_kind, sender, inbound.sender_name
-    )
-    conversation, is_new_conversation = await _thread(work, customer, inbound, is_new_customer)
-    complaint = await _open_complaint(work, customer, conversation, inbound)
-    interaction = _interaction(customer, conversation, inbound, sender, complaint)
-    work.session.add(interaction)
-    await work.session.flush()
-    _store_attachments(work, interaction, inbound)
-    return Stored(
-        inbound,
-        customer,
-        conversation,
-        interaction,
-        complaint,
-        is_new_customer,
-        is_new_conversation,
-    )
-
-
 async def _thread(
-    work: Work, customer: Customer, inbound: Inbound, is_new_customer: bool
+    work: Work, conversations: list[Conversation], customer: Customer, inbound: Inbound
 ) -> tuple[Conversation | None, bool]:
-    """The conversation the inbound joins, or a new one; automatic mail never starts one.
-    A customer created just now has no conversation to look for."""
-    conversation = None
-    if not is_new_customer:
-        conversation = await find_open_conversation(work, customer.id, inbound)
+    """The conversation the inbound joins, or a new one (added to `conversations`, the
+    customer's open ones, oldest first); automatic mail never starts one."""
+    conversation = await find_open_conversation(work, conversations, inbound)
     if conversation is not None:
         conversation.last_message_at = max(
             conversation.last_message_at or inbound.received_at, inbound.received_at
@@ -272,69 +325,68 @@ async def _thread(
         last_message_at=inbound.received_at,
     )
     work.session.add(conversation)
-    await work.session.flush()
+    conversations.append(conversation)
     return conversation, True
 
 
-def _open_of(customer_id: int) -> Select[tuple[Conversation]]:
-    return select(Conversation).where(
-        Conversation.customer_id == customer_id, Conversation.status != "closed"
+async def _open_conversations(work: Work, customer_ids: set[int]) -> dict[int, list[Conversation]]:
+    """Each customer's open conversations, oldest first (customers without any left out)."""
+    if not customer_ids:
+        return {}
+    statement = (
+        select(Conversation)
+        .where(Conversation.customer_id.in_(sorted(customer_ids)), Conversation.status != "closed")
+        .order_by(Conversation.id)
     )
+    open_of: dict[int, list[Conversation]] = {}
+    for conversation in await work.session.scalars(statement):
+        open_of.setdefault(conversation.customer_id, []).append(conversation)
+    return open_of
 
 
-async def _by_hint(work: Work, customer_id: int, inbound: Inbound) -> Conversation | None:
-    if not inbound.conversation_hints:
-        return None
-    return await _newest(
-        work, _open_of(customer_id).where(Conversation.id.in_(inbound.conversation_hints))
+def _newest(
+    conversations: list[Conversation], belongs: Callable[[Conversation], bool]
+) -> Conversation | None:
+    return next((c for c in reversed(conversations) if belongs(c)), None)
+
+
+async def _referenced(work: Work, conversations: list[Conversation], inbound: Inbound) -> set[int]:
+    """Which of these conversations hold an interaction the inbound refers to."""
+    ids = [c.id for c in conversations if c.id is not None]
+    if not ids:
+        return set()
+    statement = select(Interaction.conversation_id).where(
+        Interaction.conversation_id.in_(ids),
+        Interaction.channel == inbound.channel,
+        Interaction.external_id.in_(inbound.references),
     )
-
-
-async def _by_reference(work: Work, customer_id: int, inbound: Inbound) -> Conversation | None:
-    if not inbound.references:
-        return None
-    return await _newest(
-        work,
-        _open_of(customer_id)
-        .join(Interaction, Interaction.conversation_id == Conversation.id)
-        .where(
-            Interaction.channel == inbound.channel, Interaction.external_id.in_(inbound.references)
-        ),
-    )
-
-
-async def _by_thread_key(work: Work, customer_id: int, inbound: Inbound) -> Conversation | None:
-    if inbound.thread_key is None:
-        return None
-    return await _newest(
-        work, _open_of(customer_id).where(Conversation.thread_key == inbound.thread_key)
-    )
-
-
-async def _by_channel(work: Work, customer_id: int, inbound: Inbound) -> Conversation | None:
-    if inbound.thread_key is not None or inbound.automatic:
-        return None
-    return await _newest(work, _open_of(customer_id).where(Conversation.channel == inbound.channel))
-
-
-async def _newest(work: Work, statement: Select[tuple[Conversation]]) -> Conversation | None:
-    return (await work.session.scalars(statement.order_by(Conversation.id.desc()).limit(1))).first()
-
-
-# Threading, in order; the first rule that finds an open conversation of the
-# sender's own customer wins (a thread never crosses customers).
-THREADING_RULES = (_by_hint, _by_reference, _by_thread_key, _by_channel)
+    return {found for found in await work.session.scalars(statement) if found is not None}
 
 
 async def find_open_conversation(
-    work: Work, customer_id: int, inbound: Inbound
+    work: Work, conversations: list[Conversation], inbound: Inbound
 ) -> Conversation | None:
-    """The customer's open conversation this inbound belongs to, if any."""
-    for rule in THREADING_RULES:
-        conversation = await rule(work, customer_id, inbound)
-        if conversation is not None:
-            return conversation
-    return None
+    """Which of the sender's own open conversations (oldest first) the inbound belongs to.
+
+    The rules, in order, the first that finds one wins (a thread never crosses
+    customers, since only the sender's customer's conversations are asked): the
+    conversations the channel hints at, those holding a message it refers to, the
+    same thread key, and, for a contact without thread key that is not automatic,
+    the newest one on the same channel.
+    """
+    if inbound.conversation_hints:
+        hinted = set(inbound.conversation_hints)
+        if found := _newest(conversations, lambda c: c.id in hinted):
+            return found
+    if inbound.references:
+        referenced = await _referenced(work, conversations, inbound)
+        if found := _newest(conversations, lambda c: c.id in referenced):
+            return found
+    if inbound.thread_key is not None:
+        return _newest(conversations, lambda c: c.thread_key == inbound.thread_key)
+    if inbound.automatic:
+        return None
+    return _newest(conversations, lambda c: c.channel == inbound.channel)
 
 
 async def _open_complaint(

@@ -14,20 +14,33 @@ holds the database's write lock already (`hub.db` begins them IMMEDIATE).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from weakref import WeakSet
 
 from sqlalchemy import Select, and_, false, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import SessionTransaction
 
 from hub.models import RoutingState
 
 # Any fixed number will do; it names "routing" among the hub's advisory locks.
 ROUTING_LOCK = 0x6F6D6E69
+# Transactions (or savepoints) that hold the lock: a batch of contacts routes many
+# conversations in one transaction and asks once. Per savepoint, because one
+# rolled back gives up what it took.
+_HOLDING: WeakSet[SessionTransaction] = WeakSet()
 
 
 async def lock_routing(session: AsyncSession) -> None:
     """Serialise routing decisions until the transaction ends (see the module docstring)."""
-    if session.get_bind().dialect.name == "postgresql":
-        await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ROUTING_LOCK})
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    sync = session.sync_session
+    current = sync.get_nested_transaction() or sync.get_transaction()
+    if current is not None and current in _HOLDING:
+        return
+    await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ROUTING_LOCK})
+    if current is not None:
+        _HOLDING.add(current)
 
 
 def waiting_for(

@@ -6,7 +6,7 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from hub.context import Hub
 from hub.errors import InvalidInputError
@@ -277,3 +277,81 @@ async def test_an_automatic_answer_in_an_open_thread_joins_it_without_rerouting(
 
     assert auto.conversation_id == first.conversation_id
     assert published(hub).count("conversation.assigned") == 1
+
+
+# Contacts arriving together are stored together (hub.group_commit): one transaction
+# for all that queued while another was stored, each caller answered as if alone.
+
+
+def counting_commits(hub: Hub) -> list[int]:
+    commits: list[int] = []
+    event.listen(hub.engine.sync_engine, "commit", lambda _connection: commits.append(1))
+    return commits
+
+
+async def test_contacts_arriving_together_are_stored_in_one_transaction_each_on_its_history(
+    hub: Hub,
+):
+    commits = counting_commits(hub)
+    numbers = [f"+4915100000{n:03d}" for n in range(12)]
+
+    results = await asyncio.gather(
+        *(
+            accept_inbound(hub, sms(f"SM{n}", f"Hallo {n}", number))
+            for n, number in enumerate(numbers)
+        )
+    )
+
+    assert len(commits) == 2  # the first alone, then the eleven that queued meanwhile
+    assert len({r.customer_id for r in results}) == 12
+    async with hub.sessions() as session:
+        for n, result in enumerate(results):
+            interaction = await session.get(Interaction, result.interaction_id)
+            assert interaction.text == f"Hallo {n}"
+            assert interaction.customer_id == result.customer_id
+            assert interaction.conversation_id == result.conversation_id
+    assert published(hub).count("message.received") == 12
+    assert published(hub).count("conversation.assigned") == 12
+
+
+async def test_two_messages_of_a_new_number_stored_together_make_one_customer_and_conversation(
+    hub: Hub,
+):
+    results = await asyncio.gather(
+        accept_inbound(hub, sms("SM0", sender="+491510000000")),
+        accept_inbound(hub, sms("SM1", sender="0151 2345678")),
+        accept_inbound(hub, sms("SM2", sender="+49 151 2345678")),
+    )
+
+    assert results[1].customer_id == results[2].customer_id
+    assert results[1].conversation_id == results[2].conversation_id
+    assert await count(hub, Customer) == 2
+    assert await count(hub, Conversation) == 2
+    assert published(hub).count("customer.created") == 2
+
+
+async def test_a_bad_contact_among_others_arriving_together_fails_alone(hub: Hub):
+    outcomes = await asyncio.gather(
+        accept_inbound(hub, sms("SM0", sender="+491510000000")),
+        accept_inbound(hub, sms("SM1", sender="+491510000001")),
+        accept_inbound(hub, sms("SM2", sender="not a number")),
+        accept_inbound(hub, sms("SM3", sender="+491510000003")),
+        return_exceptions=True,
+    )
+
+    assert isinstance(outcomes[2], InvalidInputError)
+    assert all(not isinstance(outcome, Exception) for n, outcome in enumerate(outcomes) if n != 2)
+    assert await count(hub, Interaction) == 3
+    assert published(hub).count("message.received") == 3
+
+
+async def test_a_contact_arriving_together_with_its_own_repeat_is_stored_once(hub: Hub):
+    _alone, *repeats = await asyncio.gather(
+        accept_inbound(hub, sms("SM0", sender="+491510000000")),
+        accept_inbound(hub, sms("SM-twice")),
+        accept_inbound(hub, sms("SM-twice")),
+    )
+
+    assert repeats[0].interaction_id == repeats[1].interaction_id
+    assert sorted(r.duplicate for r in repeats) == [False, True]
+    assert await count(hub, Interaction) == 2
