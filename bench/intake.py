@@ -56,6 +56,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 import hub.agents
+from bench.campaign import Sink
 from bench.harness import Summary, scratch_database, summarise
 from hub.context import Hub
 from hub.db import migrate
@@ -71,6 +72,7 @@ WARM_UP_SECONDS = 3.0
 SECRET = "bench-intake-secret-key-0123456789abcdef"  # noqa: S105 - a scratch hub's
 TWILIO_TOKEN = "bench-intake-twilio-token"  # noqa: S105
 PUBLIC_URL = "http://hub.bench.example"
+MAIL_FROM = "service@bench.example"
 EMAIL, PASSWORD = "supervisor@bench.example", "bench-intake-password"
 START_SECONDS = 90.0
 
@@ -109,7 +111,10 @@ def rates_of(arguments: argparse.Namespace) -> Iterator[float]:
 # --- processes ----------------------------------------------------------------
 
 
-def hub_environment(database_url: str, redis_url: str | None, stream: str) -> dict[str, str]:
+def hub_environment(
+    database_url: str, redis_url: str | None, stream: str, sink: Sink, mail_from: str = MAIL_FROM
+) -> dict[str, str]:
+    """The servers' settings; their e-mail (the web form's confirmations) goes to `sink`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("OMNIHUB_")}
     env.update(
         OMNIHUB_DATABASE_URL=database_url,
@@ -117,6 +122,10 @@ def hub_environment(database_url: str, redis_url: str | None, stream: str) -> di
         OMNIHUB_PUBLIC_URL=PUBLIC_URL,
         OMNIHUB_TWILIO_AUTH_TOKEN=TWILIO_TOKEN,
         OMNIHUB_REDIS_STREAM=stream,
+        OMNIHUB_SMTP_HOST="127.0.0.1",
+        OMNIHUB_SMTP_PORT=str(sink.port),
+        OMNIHUB_SMTP_TLS="false",
+        OMNIHUB_MAIL_FROM=mail_from,
     )
     if redis_url:
         env["OMNIHUB_REDIS_URL"] = redis_url
@@ -351,11 +360,22 @@ async def prepare(url: str) -> None:
 
 
 async def run_hub(arguments: argparse.Namespace, processes: int) -> Outcome:
+    sink = Sink()
+    try:
+        outcome = await _run_hub(arguments, processes, sink)
+        mailed = sum(sink.counts(MAIL_FROM).values())
+        print(f"  hub x{processes}: the web form's confirmations the sink took: {mailed:,}")
+    finally:
+        sink.stop()
+    return outcome
+
+
+async def _run_hub(arguments: argparse.Namespace, processes: int, sink: Sink) -> Outcome:
     server = arguments.database_url
     async with scratch_database(server, True) as url:
         await prepare(url)
         stream = f"omnihub:bench:{uuid.uuid4().hex[:8]}"
-        env = hub_environment(url, arguments.redis_url if processes > 1 else None, stream)
+        env = hub_environment(url, arguments.redis_url if processes > 1 else None, stream, sink)
         ports = [free_port() for _ in range(processes)]
         bases = [f"http://127.0.0.1:{port}" for port in ports]
         with started([serve_command(port) for port in ports], env) as pids:

@@ -162,13 +162,7 @@ async def run(arguments: argparse.Namespace) -> None:
     try:
         async with scratch_database(arguments.database_url, True) as url:
             author, approver = await prepare(url, arguments.recipients, arguments.seed)
-            env = hub_environment(url, None, "omnihub:bench:live")
-            env.update(
-                OMNIHUB_SMTP_HOST="127.0.0.1",
-                OMNIHUB_SMTP_PORT=str(sink.port),
-                OMNIHUB_SMTP_TLS="false",
-                OMNIHUB_MAIL_FROM=MAIL_FROM,
-            )
+            env = hub_environment(url, None, "omnihub:bench:live", sink, MAIL_FROM)
             port = free_port()
             base = f"http://127.0.0.1:{port}"
             with started([serve_command(port)], env):
