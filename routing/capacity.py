@@ -14,15 +14,22 @@ import json
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from sqlalchemy import ColumnElement, Row, Select, String, and_, cast, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import SessionTransaction
 
 from hub.models import Agent, AgentRouting, Conversation, Interaction, utcnow
 from routing.decision import Candidate, primary_language
 from routing.rules import Rules
 
 PRESENT = ("online", "away")
+# Candidates read in a transaction, for routing's next decision in it: a batch of
+# contacts (hub.intake) routes many conversations in one transaction, under the
+# routing lock, and between two of its decisions only an assignment changes a
+# load. So any assignment (`stamp_assigned`) forgets them.
+_READ: WeakKeyDictionary[SessionTransaction, dict[Any, dict[int, Candidate]]] = WeakKeyDictionary()
 
 
 def loads_query(agent_ids: list[int], channel: str | None = None) -> Select[Any]:
@@ -144,14 +151,24 @@ async def read_candidates(
     channel: str,
     also: Iterable[int | None] = (),
     team: str | None = None,
+    reuse: bool = False,
 ) -> dict[int, Candidate]:
-    """Present agents (of `team` when given), plus the `also` ids, as candidates, by id."""
+    """Present agents (of `team` when given), plus the `also` ids, as candidates, by id.
+
+    `reuse`: what this transaction read with the same arguments since its last
+    assignment will do."""
+    key = (channel, tuple(sorted(a for a in also if a is not None)), team)
+    transaction = session.sync_session.get_transaction() if reuse else None
+    read = _READ.setdefault(transaction, {}) if transaction is not None else {}
+    if key in read:
+        return read[key]
     rows = (await session.execute(candidates_query(also, team))).all()
     counted = await loads(session, [row.id for row in rows], channel)
-    return {
+    read[key] = {
         row.id: candidate(rules, row, row, channel, counted.get((row.id, channel), 0))
         for row in rows
     }
+    return read[key]
 
 
 async def find_profile(session: AsyncSession, agent_id: int) -> AgentRouting | None:
@@ -160,6 +177,9 @@ async def find_profile(session: AsyncSession, agent_id: int) -> AgentRouting | N
 
 async def stamp_assigned(session: AsyncSession, agent_id: int, now: datetime) -> None:
     """Remember when routing last gave the agent a conversation (for longest idle)."""
+    transaction = session.sync_session.get_transaction()
+    if transaction is not None:
+        _READ.pop(transaction, None)
     profile = await session.get(AgentRouting, agent_id)
     if profile is None:
         session.add(AgentRouting(agent_id=agent_id, last_assigned_at=now))

@@ -59,7 +59,7 @@ async def read_situation(
     tier = customer.tier or "C"
     queue = rules.match(tier, complaint, conversation.channel).queue
     present = await read_candidates(
-        session, rules, conversation.channel, also=(key_account_id, deputy_id), team=queue
+        session, rules, conversation.channel, (key_account_id, deputy_id), queue, reuse=True
     )
     return Situation(
         tier=tier,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import xml.etree.ElementTree as ElementTree
 from datetime import timedelta
 
@@ -369,3 +370,19 @@ async def test_only_the_agent_a_conversation_waits_for_can_cut_the_wait_short(
 
     assert kept == waiting_for_dev
     assert (await conversation(hub, conversation_id)).assignee_id == ada.id
+
+
+async def test_conversations_arriving_together_give_an_agent_no_more_than_their_capacity(
+    hub: Hub, client: httpx.AsyncClient, make_agent: MakeAgent, supervisor: SignedIn
+):
+    pia = await routed_agent(
+        client, make_agent, supervisor, "Pia", teams=["pool"], capacity={"email": 2}
+    )
+
+    # The first is stored alone, the other three together (hub.group_commit), routed
+    # one after the other in one transaction.
+    ids = await asyncio.gather(*(mail_from(hub, f"kunde{n}@example.net") for n in range(4)))
+
+    assignees = [(await conversation(hub, each)).assignee_id for each in ids]
+    assert assignees.count(pia.id) == 2
+    assert [(await routing_state(hub, each)).waiting for each in ids].count(True) == 2
