@@ -1,4 +1,5 @@
-"""Campaign e-mail rendered by `BulkSmtpSender`: what the full renderer would say, faster."""
+"""E-mail rendered by `BulkSmtpSender` (campaigns, replies, confirmations): what the full
+renderer would say, faster."""
 
 from __future__ import annotations
 
@@ -70,6 +71,31 @@ def test_a_campaign_mail_reads_back_as_the_full_renderer_would_write_it(changes:
     assert fast.defects == []
 
 
+REPLY_HEADERS = {
+    "In-Reply-To": "<a1@kunde.example>",
+    "References": "<a0@kunde.example> <a1@kunde.example>",
+}
+
+
+@pytest.mark.parametrize("headers", [{}, REPLY_HEADERS])
+def test_a_reply_reads_back_with_its_reply_address_as_the_full_renderer_would_write_it(
+    headers: dict[str, str],
+):
+    outbound = campaign_mail(headers=headers, html=None, subject="Re: [#42] Lieferung")
+    reply_to = "reply+42.abc@example.com"
+
+    fast = parsed(sender().render(outbound, "<1.2@example.com>", reply_to))
+    full = parsed(
+        render_message(outbound, sender().sender, "<1.2@example.com>", reply_to).as_bytes()
+    )
+
+    for name in ("From", "To", "Subject", "Message-ID", "Reply-To", *headers):
+        assert fast[name] == full[name].strip(), name
+    assert fast["Reply-To"].addresses[0].display_name == "Nachrichten Müller"
+    assert fast.get_body(("plain",)).get_content() == full.get_body(("plain",)).get_content()
+    assert fast.defects == []
+
+
 def test_the_raw_message_is_seven_bit_with_short_lines():
     raw = sender().render(campaign_mail(text="ä" * 500), "<1.2@example.com>")
 
@@ -98,9 +124,13 @@ def test_a_subject_cannot_add_a_header(subject: str):
 def test_what_the_fast_path_cannot_carry_goes_to_the_full_renderer():
     non_ascii_header = campaign_mail(headers={"List-Unsubscribe": "<https://hüb.example/u>"})
     long_subject = campaign_mail(subject="x" * 1000)
+    references = " ".join(f"<{n}@kunde.example>" for n in range(80))  # over a line
+    long_references = campaign_mail(headers={"References": references})
 
     assert render_bulk(non_ascii_header, "news@example.com", "<1@x>") is None
     assert render_bulk(long_subject, "news@example.com", "<1@x>") is None
+    assert render_bulk(long_references, "news@example.com", "<1@x>") is None
+    assert parsed(sender().render(long_references, "<1@x>"))["References"] == references
     assert parsed(sender().render(long_subject, "<1@x>"))["Subject"] == "x" * 1000
 
 

@@ -6,6 +6,7 @@ The SMTP sender when `OMNIHUB_SMTP_HOST` is set, the IMAP intake when
 
 from __future__ import annotations
 
+from channels.email.bulk import BulkSmtpSender
 from channels.email.imap_intake import ImapConfig, ImapIntake
 from channels.email.inbound import take_message
 from channels.email.sending import SmtpSender
@@ -15,7 +16,7 @@ from hub.settings import Settings
 
 
 def build_sender(settings: Settings) -> SmtpSender | None:
-    return SmtpSender.from_settings(settings) if settings.smtp_host else None
+    return BulkSmtpSender.from_settings(settings) if settings.smtp_host else None
 
 
 def build_intake(hub: Hub, settings: Settings) -> ImapIntake | None:
