@@ -46,7 +46,12 @@ class Router(Protocol):
         conversation: Conversation,
         customer: Customer,
         has_open_complaint: bool,
-    ) -> Assignment: ...
+        *,
+        first: bool = False,
+    ) -> Assignment:
+        """Who takes the conversation; `first`: it was opened in this transaction and was
+        never routed, so there is no earlier decision to look up."""
+        ...
 
     async def why_not_assignable(
         self, session: AsyncSession, conversation: Conversation, assignee: Agent, actor: Agent
@@ -72,6 +77,8 @@ class DefaultRouter:
         conversation: Conversation,
         customer: Customer,
         has_open_complaint: bool,
+        *,
+        first: bool = False,
     ) -> Assignment:
         tier = customer.tier or "C"
         priority = COMPLAINT_PRIORITY if has_open_complaint else 0

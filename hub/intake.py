@@ -299,7 +299,14 @@ class Stored:
         if conversation is not None and (self.is_new_conversation or self.complaint is not None):
             # A customer created just now has no complaint but the one just opened, if any.
             known = self.complaint is not None if self.is_new_customer else None
-            await route(work, router, conversation, self.customer, open_complaint=known)
+            await route(
+                work,
+                router,
+                conversation,
+                self.customer,
+                open_complaint=known,
+                first=self.is_new_conversation,
+            )
         _emit(work, self)
 
 
@@ -463,12 +470,15 @@ async def route(
     conversation: Conversation,
     customer: Customer,
     open_complaint: bool | None = None,
+    first: bool = False,
 ) -> None:
     """Ask the router who takes the conversation, and record why; `open_complaint` when
-    the caller knows it, else it is looked up."""
+    the caller knows it, else it is looked up; `first` when the conversation is new."""
     if open_complaint is None:
         open_complaint = await has_open_complaint(work, customer.id)
-    decision = await router.assign(work.session, conversation, customer, open_complaint)
+    decision = await router.assign(
+        work.session, conversation, customer, open_complaint, first=first
+    )
     conversation.queue = decision.queue
     conversation.assignee_id = decision.assignee_id
     conversation.priority = decision.priority

@@ -30,9 +30,11 @@ class RulesRouter:
         conversation: Conversation,
         customer: Customer,
         has_open_complaint: bool,
+        *,
+        first: bool = False,
     ) -> Assignment:
         decision, state = await route_conversation(
-            session, self.rules, conversation, customer, has_open_complaint
+            session, self.rules, conversation, customer, has_open_complaint, first=first
         )
         return Assignment(
             decision.queue, decision.assignee_id, state.priority, decision.reason, state.sla_due_at

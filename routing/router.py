@@ -83,15 +83,20 @@ async def route_conversation(
     opened: int = 0,
     exclude: frozenset[int] = frozenset(),
     now: datetime | None = None,
+    first: bool = False,
 ) -> tuple[Decision, RoutingState]:
-    """Decide who takes the conversation and keep the decision; the caller applies it."""
+    """Decide who takes the conversation and keep the decision; the caller applies it.
+
+    `first`: the conversation was opened in this transaction, so it has no state yet.
+    Not asking for it also lets a batch's decisions be written together at the end,
+    where a query in between would flush each on its own."""
     await lock_routing(session)
     now = now or utcnow()
     situation = await read_situation(
         session, rules, conversation, customer, complaint, opened, exclude
     )
     decision = decide(rules, situation, now)
-    state = await session.get(RoutingState, conversation.id)
+    state = None if first else await session.get(RoutingState, conversation.id)
     if state is None:
         state = RoutingState(
             conversation_id=conversation.id,
