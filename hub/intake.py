@@ -9,6 +9,14 @@ who takes the conversation, and emit events (published after commit).
 
 A thread never crosses customers: a thread key only matches conversations of
 the customer the sender resolved to, whatever the headers claim.
+
+The channels' entry, `accept_inbound`, stores contacts that arrive while
+another is being stored together, in one transaction (`hub.group_commit`),
+with a few statements for the whole batch (`store_many`); each caller still
+returns only once its own contact is committed. Under load that is what
+keeps a process from spending its time on transactions: the fixed cost of
+one (a connection, BEGIN, COMMIT, the routing lock) and of each statement is
+shared by the batch.
 """
 
 from __future__ import annotations
