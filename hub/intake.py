@@ -126,12 +126,29 @@ async def _store_together(
     async with hub.work() as work:
         stored = await store_many(work, [pending.inbound for pending in batch], region)
         results = [each.result for each in stored]
-        done = [
-            await pending.then(work, result) for pending, result in zip(batch, results, strict=True)
-        ]
+        done = await _then_all(work, batch, results)
         for each in stored:
             await each.finish(work, hub.router)  # last: routing holds its lock to the commit
     return list(zip(results, done, strict=True))
+
+
+async def _then_all(work: Work, batch: list[_Pending], results: list[IngestResult]) -> list[Any]:
+    """Each contact's `then`, in the batch's transaction; those whose `then` has a
+    `together` (a static method taking them all with their results, answering in
+    order) are done together, once per kind."""
+    done: list[Any] = [None] * len(batch)
+    kinds: dict[Any, list[int]] = {}
+    for index, (pending, result) in enumerate(zip(batch, results, strict=True)):
+        together = getattr(pending.then, "together", None)
+        if together is None:
+            done[index] = await pending.then(work, result)
+        else:
+            kinds.setdefault(together, []).append(index)
+    for together, indexes in kinds.items():
+        answers = await together(work, [(batch[i].then, results[i]) for i in indexes])
+        for index, answer in zip(indexes, answers, strict=True):
+            done[index] = answer
+    return done
 
 
 async def _store_then(

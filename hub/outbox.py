@@ -23,6 +23,7 @@ handed to the server: after a crash it becomes `unknown`, never resent) and
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -30,7 +31,7 @@ from sqlalchemy import select
 from hub.context import Work
 from hub.db import insert_for
 from hub.errors import InvalidInputError
-from hub.gate import PURPOSES, Policy, Recipient, check
+from hub.gate import PURPOSES, Decision, Policy, Recipient, check_many
 from hub.models import Interaction, OutboxMessage, utcnow
 
 # `handed` and `cancelled` are a campaign's rows only (see `hub.campaigns.sending`).
@@ -84,34 +85,27 @@ async def enqueue(work: Work, message: Message, policy: Policy) -> OutboxMessage
     blocked (the row is then stored as `blocked`, with the reasons, and never
     dispatched); the dispatcher asks again at send time.
     """
-    _check(message)
-    recipient = Recipient(message.customer_id, message.channel, message.recipient)
-    decision = await check(work.session, recipient, message.purpose, policy)
+    return (await enqueue_many(work, [message], policy))[0]
+
+
+async def enqueue_many(work: Work, messages: list[Message], policy: Policy) -> list[OutboxMessage]:
+    """`enqueue` for several messages at once, in order: the gate asked once per purpose,
+    the new rows written in one INSERT. A key given twice is queued once."""
+    for message in messages:
+        _check(message)
+    decisions = await _gate(work, messages, policy)
     insert = insert_for(work.session)
+    now = utcnow()
+    values = [_row(m, decision, now) for m, decision in zip(messages, decisions, strict=True)]
     statement = (
         insert(OutboxMessage)
-        .values(
-            idempotency_key=message.idempotency_key,
-            channel=message.channel,
-            recipient=message.recipient,
-            purpose=message.purpose,
-            customer_id=message.customer_id,
-            conversation_id=message.conversation_id,
-            interaction_id=message.interaction_id,
-            payload=_payload(message),
-            status="queued" if decision.allowed else "blocked",
-            attempts=0,
-            blocked_reasons=list(decision.reasons),
-            next_attempt_at=utcnow(),
-        )
+        .values(values)
         .on_conflict_do_nothing(index_elements=["idempotency_key"])
         .returning(OutboxMessage)
     )
-    row = (await work.session.scalars(statement)).first()
-    inserted = row is not None
-    if row is None:  # a repeat: the first row stands
-        row = await get_by_key(work, message.idempotency_key)
-    if inserted:
+    new = {row.idempotency_key: row for row in await work.session.scalars(statement)}
+    rows = {**await _by_keys(work, {m.idempotency_key for m in messages} - set(new)), **new}
+    for row in new.values():
         work.emit(
             f"outbox.{row.status}",
             outbox_id=row.id,
@@ -119,9 +113,49 @@ async def enqueue(work: Work, message: Message, policy: Policy) -> OutboxMessage
             customer_id=row.customer_id,
             reasons=row.blocked_reasons,
         )
-        if not decision.allowed:
-            add_outcome_to_history(work, row, "blocked: " + ", ".join(decision.reasons))
-    return row
+        if row.status == "blocked":
+            add_outcome_to_history(work, row, "blocked: " + ", ".join(row.blocked_reasons))
+    return [rows[message.idempotency_key] for message in messages]
+
+
+async def _gate(work: Work, messages: list[Message], policy: Policy) -> list[Decision]:
+    by_purpose: dict[str, list[int]] = {}
+    for index, message in enumerate(messages):
+        by_purpose.setdefault(message.purpose, []).append(index)
+    decisions: dict[int, Decision] = {}
+    for purpose, indexes in by_purpose.items():
+        recipients = [
+            Recipient(messages[i].customer_id, messages[i].channel, messages[i].recipient)
+            for i in indexes
+        ]
+        found = await check_many(work.session, recipients, purpose, policy)
+        decisions |= dict(zip(indexes, found, strict=True))
+    return [decisions[index] for index in range(len(messages))]
+
+
+def _row(message: Message, decision: Decision, now: datetime) -> dict[str, Any]:
+    return {
+        "idempotency_key": message.idempotency_key,
+        "channel": message.channel,
+        "recipient": message.recipient,
+        "purpose": message.purpose,
+        "customer_id": message.customer_id,
+        "conversation_id": message.conversation_id,
+        "interaction_id": message.interaction_id,
+        "payload": _payload(message),
+        "status": "queued" if decision.allowed else "blocked",
+        "attempts": 0,
+        "blocked_reasons": list(decision.reasons),
+        "next_attempt_at": now,
+    }
+
+
+async def _by_keys(work: Work, keys: set[str]) -> dict[str, OutboxMessage]:
+    """The rows already queued under these keys (repeats: the first row stands)."""
+    if not keys:
+        return {}
+    statement = select(OutboxMessage).where(OutboxMessage.idempotency_key.in_(sorted(keys)))
+    return {row.idempotency_key: row for row in await work.session.scalars(statement)}
 
 
 def add_outcome_to_history(work: Work, row: OutboxMessage, summary: str) -> None:
@@ -146,11 +180,6 @@ def add_outcome_to_history(work: Work, row: OutboxMessage, summary: str) -> None
             },
         )
     )
-
-
-async def get_by_key(work: Work, key: str) -> OutboxMessage:
-    statement = select(OutboxMessage).where(OutboxMessage.idempotency_key == key)
-    return (await work.session.scalars(statement)).one()
 
 
 def _check(message: Message) -> None:

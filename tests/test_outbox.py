@@ -20,7 +20,7 @@ from hub.delivery import (
 from hub.dispatcher import Dispatcher
 from hub.intake import accept_inbound
 from hub.models import Block, Consent, Interaction, OutboxMessage, utcnow
-from hub.outbox import Message, do_record_provider_status, enqueue
+from hub.outbox import Message, do_record_provider_status, enqueue, enqueue_many
 from hub.values import Inbound
 
 
@@ -39,6 +39,24 @@ async def anna(hub: Hub) -> int:
     return result.customer_id
 
 
+def message(
+    key: str = "k1",
+    recipient: str = "anna@example.com",
+    customer_id: int | None = None,
+    purpose: str = "service",
+    channel: str = "email",
+) -> Message:
+    return Message(
+        idempotency_key=key,
+        channel=channel,
+        recipient=recipient,
+        purpose=purpose,
+        subject="Antwort",
+        text="Danke für Ihre Nachricht.",
+        customer_id=customer_id,
+    )
+
+
 async def queue(
     hub: Hub,
     customer_id: int | None,
@@ -49,17 +67,7 @@ async def queue(
 ) -> OutboxMessage:
     async with hub.work() as work:
         return await enqueue(
-            work,
-            Message(
-                idempotency_key=key,
-                channel=channel,
-                recipient=recipient,
-                purpose=purpose,
-                subject="Antwort",
-                text="Danke für Ihre Nachricht.",
-                customer_id=customer_id,
-            ),
-            hub.policy,
+            work, message(key, recipient, customer_id, purpose, channel), hub.policy
         )
 
 
@@ -110,6 +118,35 @@ async def test_the_same_idempotency_key_queued_twice_is_sent_once(hub: Hub):
 
     assert first.id == second.id
     assert len(sender.sent) == 1
+
+
+async def test_messages_queued_together_are_each_gated_and_a_key_given_twice_is_queued_once(
+    hub: Hub,
+):
+    customer_id = await anna(hub)
+    earlier = await queue(hub, customer_id, key="earlier")
+    async with hub.work() as work:
+        await do_add_block(work, None, "email", "bounced@example.com", "hard_bounce", "DE")
+    messages = [
+        message("a", "anna@example.com", customer_id),
+        message("b", "bounced@example.com", customer_id),
+        message("a", "anna@example.com", customer_id),
+        message("earlier", "anna@example.com", customer_id),
+    ]
+
+    async with hub.work() as work:
+        rows = await enqueue_many(work, messages, hub.policy)
+
+    assert [r.idempotency_key for r in rows] == ["a", "b", "a", "earlier"]
+    assert [r.status for r in rows] == ["queued", "blocked", "queued", "queued"]
+    assert rows[0].id == rows[2].id and rows[3].id == earlier.id
+    assert rows[1].blocked_reasons == ["block:hard_bounce"]
+    async with hub.sessions() as session:
+        keys = list(await session.scalars(select(OutboxMessage.idempotency_key)))
+    assert sorted(keys) == ["a", "b", "earlier"]
+    assert await deliveries(hub, customer_id) == [
+        "service message to bounced@example.com blocked: block:hard_bounce"
+    ]
 
 
 async def test_an_address_blocked_before_queueing_is_never_handed_to_a_sender(hub: Hub):

@@ -20,6 +20,7 @@ from sqlalchemy import func, select
 from channels.webform import spam
 from channels.webform.texts import TEXTS, choose_language
 from channels.webform.tokens import sign_form_token
+from hub.blocks import do_add_block
 from hub.context import Hub
 from hub.models import Attachment, Complaint, Interaction, OutboxMessage
 
@@ -140,6 +141,28 @@ async def test_the_submitter_gets_a_confirmation_email_with_the_reference_queued
     assert row.payload["subject"].startswith("Wir haben Ihre Nachricht erhalten")
     assert f"[#{row.conversation_id}]" in row.payload["subject"]
     assert "Wo bleibt" not in row.payload["text"]  # nothing the visitor typed is mailed out
+
+
+async def test_submissions_stored_together_each_get_their_own_confirmation_or_none(
+    client: httpx.AsyncClient, hub: Hub
+):
+    async with hub.work() as work:
+        await do_add_block(work, None, "email", "bounced@example.com", "hard_bounce", "DE")
+    senders = ["anna@example.com", "bounced@example.com", "ben@example.com", ""]
+    forms = [anna(hub, email=email, phone="030 1234567") for email in senders]
+
+    answers = await asyncio.gather(*(post_form(client, form) for form in forms))
+
+    thanks = [await client.get(answer.headers["location"]) for answer in answers]
+    says_mailed = [TEXTS["en"]["thanks_mailed"] in page.text for page in thanks]
+    assert says_mailed == [True, False, True, False]
+    rows = {row.recipient: row for row in await confirmations(hub)}
+    assert sorted(rows) == ["anna@example.com", "ben@example.com", "bounced@example.com"]
+    assert rows["bounced@example.com"].status == "blocked"
+    for interaction in await stored(hub):
+        email = interaction.meta.get("email")
+        if email:
+            assert rows[email].interaction_id == interaction.id
 
 
 async def test_a_json_post_is_answered_201_with_the_reference(client: httpx.AsyncClient, hub: Hub):

@@ -12,6 +12,7 @@ for spam. It says only the reference and the topic, from our own texts.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from channels.webform.texts import DEFAULT_LANGUAGE, LANGUAGES, text
@@ -19,7 +20,7 @@ from hub.context import Work
 from hub.gate import Policy
 from hub.intake import IngestResult
 from hub.models import Interaction
-from hub.outbox import Message, enqueue
+from hub.outbox import Message, enqueue_many
 from hub.values import Inbound
 from templates import render_message
 
@@ -30,25 +31,46 @@ def reference_of(result: IngestResult) -> str:
     return f"WF-{result.conversation_id or 0}-{result.interaction_id}"
 
 
-async def queue_confirmation(
-    work: Work, policy: Policy, inbound: Inbound, result: IngestResult
-) -> bool:
-    """Queue the confirmation e-mail of a stored submission; whether one may go out.
+@dataclass(frozen=True, slots=True)
+class Confirmation:
+    """The confirmation e-mail of a stored submission, queued in the unit of work that
+    stores it (`accept_inbound_then`), so the two commit together: a crash leaves
+    neither. Called, it answers whether one may go out.
 
-    It runs in the unit of work that stores the submission (`accept_inbound_then`),
-    so the two commit together: a crash leaves neither. A repeat of the submission
-    (the same form token or `submission_id`) stores nothing new and comes here
-    again, where the idempotency key `webform-confirmation:<external id>` is taken
-    and nothing more is queued. The address and texts are those of the stored
-    submission (for a new one, what was just stored from `inbound`; for a repeat,
-    read back), never a repeat's own fields, so a repeat cannot send the
-    confirmation elsewhere. Without an e-mail address there is none.
+    A repeat of the submission (the same form token or `submission_id`) stores
+    nothing new and comes here again, where the idempotency key
+    `webform-confirmation:<external id>` is taken and nothing more is queued.
+    The address and texts are those of the stored submission (for a new one,
+    what was just stored from `inbound`; for a repeat, read back), never a
+    repeat's own fields, so a repeat cannot send the confirmation elsewhere.
+    Without an e-mail address there is none.
     """
-    meta = inbound.metadata if not result.duplicate else await _stored_meta(work, result)
-    if not meta.get("email"):
-        return False
-    row = await enqueue(work, _message(meta, inbound.external_id, result), policy)
-    return row.status != "blocked"
+
+    policy: Policy
+    inbound: Inbound
+
+    async def __call__(self, work: Work, result: IngestResult) -> bool:
+        return (await self.together(work, [(self, result)]))[0]
+
+    @staticmethod
+    async def together(
+        work: Work, confirmations: list[tuple[Confirmation, IngestResult]]
+    ) -> list[bool]:
+        """Those of submissions stored together, queued together (`outbox.enqueue_many`);
+        they are one hub's, so the first one's policy is theirs."""
+        wanted: list[tuple[int, Message]] = []
+        for index, (confirmation, result) in enumerate(confirmations):
+            inbound = confirmation.inbound
+            meta = inbound.metadata if not result.duplicate else await _stored_meta(work, result)
+            if meta.get("email"):
+                wanted.append((index, _message(meta, inbound.external_id, result)))
+        mailed = [False] * len(confirmations)
+        if wanted:
+            policy = confirmations[0][0].policy
+            rows = await enqueue_many(work, [message for _, message in wanted], policy)
+            for (index, _), row in zip(wanted, rows, strict=True):
+                mailed[index] = row.status != "blocked"
+        return mailed
 
 
 async def _stored_meta(work: Work, result: IngestResult) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from fastapi.templating import Jinja2Templates
 from starlette.datastructures import State
 
-from channels.webform.confirmation import queue_confirmation, reference_of
+from channels.webform.confirmation import Confirmation, reference_of
 from channels.webform.rejections import RejectedError, rejected_counter
 from channels.webform.spam import Attempt, SlidingWindow, check_spam
 from channels.webform.submission import (
@@ -157,10 +157,7 @@ async def _accept(
     )
     check_spam(Attempt(submission, claim, external_id, client.ip, time.time(), _window(request)))
     inbound = to_inbound(submission, contact, external_id, client, language)
-    policy = hub.policy
-    result, mailed = await accept_inbound_then(
-        hub, inbound, lambda work, stored: queue_confirmation(work, policy, inbound, stored)
-    )
+    result, mailed = await accept_inbound_then(hub, inbound, Confirmation(hub.policy, inbound))
     reference = reference_of(result)
     if not wants_html:
         return JSONResponse({"reference": reference}, status_code=200 if result.duplicate else 201)
