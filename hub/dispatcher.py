@@ -120,13 +120,12 @@ class Dispatcher:
                 claimed_by=self.name,
                 attempts=OutboxMessage.attempts + 1,
             )
-            .returning(OutboxMessage.id)
+            .returning(OutboxMessage)
+            .execution_options(synchronize_session=False)
         )
         async with self.hub.work() as work:
-            ids = list(await work.session.scalars(claim))
-        async with self.hub.sessions() as session:
-            rows = await session.scalars(select(OutboxMessage).where(OutboxMessage.id.in_(ids)))
-            return sorted(rows, key=lambda row: (row.next_attempt_at, row.id))
+            rows = list(await work.session.scalars(claim))
+        return sorted(rows, key=lambda row: (row.next_attempt_at, row.id))
 
     async def deliver(self, row: OutboxMessage, reasons: tuple[str, ...]) -> None:
         """Send one claimed row, or record it blocked for the gate's `reasons`."""
@@ -222,13 +221,16 @@ class Dispatcher:
             OutboxMessage.attempts == row.attempts,
         )
         async with self.hub.work() as work:
-            result = await work.session.execute(
-                update(OutboxMessage)
-                .where(mine)
-                .values(status=status, lease_until=None, **values)
-                .execution_options(synchronize_session=False)
-            )
-            if result.rowcount != 1:
+            fresh = (
+                await work.session.scalars(
+                    update(OutboxMessage)
+                    .where(mine)
+                    .values(status=status, lease_until=None, **values)
+                    .returning(OutboxMessage)
+                    .execution_options(synchronize_session=False)
+                )
+            ).first()
+            if fresh is None:
                 log.warning("outbox row %s was reclaimed by another dispatcher", row.id)
                 return
             if block_reason is not None and row.channel in ADDRESS_KIND:
@@ -242,7 +244,6 @@ class Dispatcher:
                     note=f"refused by the provider: {values.get('last_error')}",
                 )
             if summary is not None:
-                fresh = await work.session.get(OutboxMessage, row.id, populate_existing=True)
                 add_outcome_to_history(work, fresh, summary)
                 work.emit(
                     f"outbox.{status}",
