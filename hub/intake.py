@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from time import perf_counter
 from typing import Any, TypeVar
 
-from sqlalchemy import exists, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from hub.assignment import Router
@@ -265,7 +265,25 @@ async def store_many(work: Work, inbounds: list[Inbound], region: str) -> list[S
     await work.session.flush()
     for each in stored:
         _store_attachments(work, each.interaction, each.inbound)
+    complaining = await _complaining(work, stored, created)
+    for each in stored:
+        each.open_complaint = each.customer.id in complaining
     return stored
+
+
+async def _complaining(work: Work, stored: list[Stored], created: set[int]) -> set[int]:
+    """Of the customers whose contacts routing will see, those with an open complaint:
+    for customers created just now, one opened in this batch; for the others, asked
+    once for all."""
+    routed = {each.customer.id for each in stored if each.routed}
+    opened = {each.customer.id for each in stored if each.complaint is not None}
+    ask = sorted(routed - created - opened)
+    if not ask:
+        return opened
+    statement = select(Complaint.customer_id).where(
+        Complaint.customer_id.in_(ask), Complaint.status != "resolved"
+    )
+    return opened | set(await work.session.scalars(statement.distinct()))
 
 
 def check_inbound(inbound: Inbound) -> None:
@@ -293,7 +311,7 @@ async def find_ingested(work: Work, channel: str, external_id: str) -> IngestRes
     )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Stored:
     """A contact written (flushed), its routing and events still to come."""
 
@@ -304,6 +322,15 @@ class Stored:
     complaint: Complaint | None
     is_new_customer: bool
     is_new_conversation: bool
+    # Whether the customer has an open complaint, as routing is to see it (`store_many`).
+    open_complaint: bool = False
+
+    @property
+    def routed(self) -> bool:
+        """Routing decides on a new conversation, and again on a complaint opened on one."""
+        return self.conversation is not None and (
+            self.is_new_conversation or self.complaint is not None
+        )
 
     @property
     def result(self) -> IngestResult:
@@ -320,16 +347,13 @@ class Stored:
 
         Routing takes the routing lock (on PostgreSQL), held until the commit, so
         whatever else the transaction does belongs before this."""
-        conversation = self.conversation
-        if conversation is not None and (self.is_new_conversation or self.complaint is not None):
-            # A customer created just now has no complaint but the one just opened, if any.
-            known = self.complaint is not None if self.is_new_customer else None
+        if self.routed and self.conversation is not None:
             await route(
                 work,
                 router,
-                conversation,
+                self.conversation,
                 self.customer,
-                open_complaint=known,
+                open_complaint=self.open_complaint,
                 first=self.is_new_conversation,
             )
         _emit(work, self)
@@ -482,25 +506,16 @@ def _store_attachments(work: Work, interaction: Interaction, inbound: Inbound) -
         )
 
 
-async def has_open_complaint(work: Work, customer_id: int) -> bool:
-    statement = select(
-        exists().where(Complaint.customer_id == customer_id, Complaint.status != "resolved")
-    )
-    return bool(await work.session.scalar(statement))
-
-
 async def route(
     work: Work,
     router: Router,
     conversation: Conversation,
     customer: Customer,
-    open_complaint: bool | None = None,
+    open_complaint: bool,
     first: bool = False,
 ) -> None:
-    """Ask the router who takes the conversation, and record why; `open_complaint` when
-    the caller knows it, else it is looked up; `first` when the conversation is new."""
-    if open_complaint is None:
-        open_complaint = await has_open_complaint(work, customer.id)
+    """Ask the router who takes the conversation, and record why; `first` when the
+    conversation is new."""
     decision = await router.assign(
         work.session, conversation, customer, open_complaint, first=first
     )

@@ -355,3 +355,20 @@ async def test_a_contact_arriving_together_with_its_own_repeat_is_stored_once(hu
     assert repeats[0].interaction_id == repeats[1].interaction_id
     assert sorted(r.duplicate for r in repeats) == [False, True]
     assert await count(hub, Interaction) == 2
+
+
+async def test_routing_of_contacts_stored_together_sees_each_customers_open_complaint(hub: Hub):
+    complaining = await accept_inbound(hub, mail("m0", is_complaint=True))
+    await accept_inbound(hub, mail("m1", sender="ben@example.com"))
+
+    _alone, *together = await asyncio.gather(
+        accept_inbound(hub, sms("SM0", sender="+491510000000")),
+        accept_inbound(hub, mail("m2", thread_key="<new-thread-anna@example.com>")),
+        accept_inbound(hub, mail("m3", sender="ben@example.com", thread_key="<new-ben@x>")),
+    )
+
+    async with hub.sessions() as session:
+        anna, ben = [await session.get(Conversation, r.conversation_id) for r in together]
+    assert together[0].customer_id == complaining.customer_id
+    assert (anna.queue, anna.priority) == ("service", 10)
+    assert (ben.queue, ben.priority) == ("pool", 0)
