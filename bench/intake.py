@@ -51,7 +51,7 @@ from pathlib import Path
 
 import httpx
 from argon2 import PasswordHasher
-from sqlalchemy import select
+from sqlalchemy import func, select
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
@@ -60,7 +60,7 @@ from bench.campaign import Sink
 from bench.harness import Summary, scratch_database, summarise
 from hub.context import Hub
 from hub.db import migrate
-from hub.models import Interaction
+from hub.models import Interaction, OutboxMessage
 from hub.settings import load_settings
 from tests.peers.dovecot import free_port
 
@@ -201,6 +201,9 @@ class Step:
     start: float
     requests: dict[str, tuple[float, float, int]] = field(default_factory=dict)
     cpu: float | None = None  # the servers' CPU seconds over the step
+    # The hub's outbox rows not yet sent at the step's end (the web form's
+    # confirmations): background work the servers put off under load.
+    unsent: int | None = None
 
     @property
     def cpu_per_request(self) -> float | None:
@@ -391,6 +394,7 @@ async def _run_hub(arguments: argparse.Namespace, processes: int, sink: Sink) ->
                         first += step.offered
                         await asyncio.sleep(1.0)  # the last events on their way
                         step.cpu = cpu_used(pids, before)
+                        step.unsent = await unsent(checker)
                         steps.append(step)
                         delays.append(await to_agent(checker, step, seen))
                         print_step(f"hub x{processes}", step, delays[-1], arguments.max_p99)
@@ -454,14 +458,28 @@ def print_step(label: str, step: Step, delays: list[float], max_p99: float) -> N
         line += f"  to agent p99 {percentile(delays, 0.99) * 1e3:>7.1f} ms ({len(delays)})"
     if step.cpu_per_request is not None:
         line += f"  server CPU {step.cpu_per_request * 1e3:.1f} ms a request"
+    if step.unsent is not None:
+        line += f"  e-mail unsent {step.unsent:,}"
     line += "" if step.holds(max_p99) else "  (does not hold: the ramp stops)"
     print(line, flush=True)
 
 
 def cpu_text(outcome: Outcome, index: int | None) -> str:
-    """`, N ms CPU a request` at that step, when the servers' CPU was read."""
-    cpu = outcome.steps[index].cpu_per_request if index is not None else None
-    return f", {cpu * 1e3:.1f} ms CPU a request" if cpu is not None else ""
+    """`, N ms CPU a request` at that step, when the servers' CPU was read, and the
+    e-mail they had put off by its end."""
+    step = outcome.steps[index] if index is not None else None
+    cpu = step.cpu_per_request if step is not None else None
+    text = f", {cpu * 1e3:.1f} ms CPU a request" if cpu is not None else ""
+    if step is not None and step.unsent is not None:
+        text += f", {step.unsent:,} e-mails unsent at its end"
+    return text
+
+
+async def unsent(hub_: Hub) -> int:
+    """Outbox rows queued or being sent: the confirmations the servers have put off."""
+    waiting = OutboxMessage.status.in_(("queued", "sending"))
+    async with hub_.sessions() as session:
+        return int(await session.scalar(select(func.count()).where(waiting)) or 0)
 
 
 def report(hubs: list[Outcome], bare: Outcome) -> None:
