@@ -104,9 +104,10 @@ async def _store_batch(
 ) -> list[tuple[IngestResult, Any] | Exception]:
     """Store a batch in one transaction; when the database or a check refuses any of
     it, the transaction is rolled back whole and each contact goes alone, meeting
-    its own error, if any."""
+    its own error, if any. A batch holding a reply by reference (which may refer to
+    a message of the same batch, `store_many`) goes one contact at a time."""
     region = hub.settings.default_region
-    if len(batch) > 1:
+    if len(batch) > 1 and not any(pending.inbound.references for pending in batch):
         try:
             return await _store_together(hub, batch, region)
         except Exception as error:  # each alone finds whose it was

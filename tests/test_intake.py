@@ -372,3 +372,15 @@ async def test_routing_of_contacts_stored_together_sees_each_customers_open_comp
     assert together[0].customer_id == complaining.customer_id
     assert (anna.queue, anna.priority) == ("service", 10)
     assert (ben.queue, ben.priority) == ("pool", 0)
+
+
+async def test_a_reply_arriving_together_with_the_mail_it_answers_threads_into_its_conversation(
+    hub: Hub,
+):
+    _alone, original, reply = await asyncio.gather(
+        accept_inbound(hub, sms("SM0", sender="+491510000000")),
+        accept_inbound(hub, mail("m1", thread_key="<m1@example.com>")),
+        accept_inbound(hub, mail("m2", thread_key="<m2@example.com>", references=("m1",))),
+    )
+
+    assert reply.conversation_id == original.conversation_id
