@@ -31,7 +31,7 @@ class _Entry(Generic[Item, Result]):
     item: Item
     # Resolved when the item is done, or earlier when its caller is to lead a batch.
     turn: asyncio.Future[None]
-    state: str = "queued"  # queued, running, done
+    state: str = "queued"  # queued, running, done (or dropped: its caller is gone)
     outcome: Result | Exception | None = field(default=None)
 
     def finish(self, outcome: Result | Exception) -> None:
@@ -83,6 +83,9 @@ class GroupCommit(Generic[Item, Result]):
         batch: list[_Entry[Item, Result]] = []
         while self._queue and len(batch) < self.limit:
             entry = self._queue.popleft()
+            if entry.turn.cancelled():  # its caller is gone (`_leave` finds it dropped)
+                entry.state = "dropped"
+                continue
             entry.state = "running"
             batch.append(entry)
         return batch
