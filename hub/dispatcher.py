@@ -43,7 +43,7 @@ from hub.delivery import (
     Sender,
     UnknownDeliveryError,
 )
-from hub.gate import ADDRESS_KIND, Recipient, check_many
+from hub.gate import ADDRESS_KIND, Recipient, check_each
 from hub.models import OutboxMessage, utcnow
 from hub.outbox import add_outcome_to_history
 from hub.values import Outbound
@@ -179,16 +179,10 @@ class Dispatcher:
     async def _gate(self, rows: list[OutboxMessage]) -> dict[int, tuple[str, ...]]:
         """The gate's reasons against each claimed row (none: it may go), asked for the
         whole claim at once, a query or few per purpose instead of per row."""
-        by_purpose: dict[str, list[OutboxMessage]] = {}
-        for row in rows:
-            by_purpose.setdefault(row.purpose, []).append(row)
-        reasons: dict[int, tuple[str, ...]] = {}
+        asked = [(Recipient(r.customer_id, r.channel, r.recipient), r.purpose) for r in rows]
         async with self.hub.sessions() as session:
-            for purpose, group in by_purpose.items():
-                recipients = [Recipient(r.customer_id, r.channel, r.recipient) for r in group]
-                decisions = await check_many(session, recipients, purpose, self.hub.policy)
-                reasons |= {r.id: d.reasons for r, d in zip(group, decisions, strict=True)}
-        return reasons
+            decisions = await check_each(session, asked, self.hub.policy)
+        return {row.id: decision.reasons for row, decision in zip(rows, decisions, strict=True)}
 
     async def _retry(self, row: OutboxMessage, error: str) -> None:
         if row.attempts >= self.hub.settings.outbox_max_attempts:

@@ -81,6 +81,21 @@ async def check(
     return (await check_many(session, [recipient], purpose, policy))[0]
 
 
+async def check_each(
+    session: AsyncSession, asked: list[tuple[Recipient, str]], policy: Policy
+) -> list[Decision]:
+    """One decision per (recipient, purpose), in order: `check_many` once per purpose."""
+    by_purpose: dict[str, list[int]] = defaultdict(list)
+    for index, (_, purpose) in enumerate(asked):
+        by_purpose[purpose].append(index)
+    decisions: dict[int, Decision] = {}
+    for purpose, indexes in by_purpose.items():
+        recipients = [asked[index][0] for index in indexes]
+        found = await check_many(session, recipients, purpose, policy)
+        decisions |= dict(zip(indexes, found, strict=True))
+    return [decisions[index] for index in range(len(asked))]
+
+
 async def check_many(
     session: AsyncSession, recipients: list[Recipient], purpose: str, policy: Policy
 ) -> list[Decision]:

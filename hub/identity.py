@@ -65,12 +65,7 @@ async def find_customer_by_identity(
     session: AsyncSession, kind: str, value: str
 ) -> Customer | None:
     """Find the customer owning an already normalised identity."""
-    statement = (
-        select(Customer)
-        .join(Identity, Identity.customer_id == Customer.id)
-        .where(Identity.kind == kind, Identity.value == value)
-    )
-    return (await session.scalars(statement)).first()
+    return (await find_customers_by_identities(session, [(kind, value)])).get((kind, value))
 
 
 async def resolve_customer(

@@ -109,13 +109,13 @@ async def _store_batch(
     region = hub.settings.default_region
     if len(batch) > 1 and not any(pending.inbound.references for pending in batch):
         try:
-            return await _store_together(hub, batch, region)
+            return list(await _store_together(hub, batch, region))
         except Exception as error:  # each alone finds whose it was
             log.info("a batch of %d contacts was refused (%s); each goes alone", len(batch), error)
     outcomes: list[tuple[IngestResult, Any] | Exception] = []
     for pending in batch:
         try:
-            outcomes.append(await _store_then(hub, pending.inbound, region, pending.then))
+            outcomes.append(await _store_alone(hub, pending, region))
         except Exception as error:  # its caller raises it
             outcomes.append(error)
     return outcomes
@@ -123,7 +123,7 @@ async def _store_batch(
 
 async def _store_together(
     hub: Hub, batch: list[_Pending], region: str
-) -> list[tuple[IngestResult, Any] | Exception]:
+) -> list[tuple[IngestResult, Any]]:
     async with hub.work() as work:
         stored = await store_many(work, [pending.inbound for pending in batch], region)
         results = [each.result for each in stored]
@@ -152,9 +152,7 @@ async def _then_all(work: Work, batch: list[_Pending], results: list[IngestResul
     return done
 
 
-async def _store_then(
-    hub: Hub, inbound: Inbound, region: str, then: Callable[[Work, IngestResult], Awaitable[T]]
-) -> tuple[IngestResult, T]:
+async def _store_alone(hub: Hub, pending: _Pending, region: str) -> tuple[IngestResult, Any]:
     """One contact in a transaction of its own.
 
     The first try stores without looking for an earlier copy first: a repeat is
@@ -165,16 +163,12 @@ async def _store_then(
     copy or the identity and returns or uses it.
     """
     try:
-        async with hub.work() as work:
-            stored = await store_new(work, inbound, region)
-            result = stored.result
-            done = await then(work, result)
-            await stored.finish(work, hub.router)  # last: it holds the routing lock to commit
+        [outcome] = await _store_together(hub, [pending], region)
     except IntegrityError:
         async with hub.work() as work:
-            result = await ingest(work, inbound, hub.router, region)
-            done = await then(work, result)
-    return result, done
+            result = await ingest(work, pending.inbound, hub.router, region)
+            return result, await pending.then(work, result)
+    return outcome
 
 
 def count_ingest(hub: Hub, channel: str, result: IngestResult, started: float) -> None:

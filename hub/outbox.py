@@ -31,7 +31,7 @@ from sqlalchemy import select
 from hub.context import Work
 from hub.db import insert_for
 from hub.errors import InvalidInputError
-from hub.gate import PURPOSES, Decision, Policy, Recipient, check_many
+from hub.gate import PURPOSES, Decision, Policy, Recipient, check_each
 from hub.models import Interaction, OutboxMessage, utcnow
 
 # `handed` and `cancelled` are a campaign's rows only (see `hub.campaigns.sending`).
@@ -93,7 +93,8 @@ async def enqueue_many(work: Work, messages: list[Message], policy: Policy) -> l
     the new rows written in one INSERT. A key given twice is queued once."""
     for message in messages:
         _check(message)
-    decisions = await _gate(work, messages, policy)
+    asked = [(Recipient(m.customer_id, m.channel, m.recipient), m.purpose) for m in messages]
+    decisions = await check_each(work.session, asked, policy)
     insert = insert_for(work.session)
     now = utcnow()
     values = [_row(m, decision, now) for m, decision in zip(messages, decisions, strict=True)]
@@ -116,21 +117,6 @@ async def enqueue_many(work: Work, messages: list[Message], policy: Policy) -> l
         if row.status == "blocked":
             add_outcome_to_history(work, row, "blocked: " + ", ".join(row.blocked_reasons))
     return [rows[message.idempotency_key] for message in messages]
-
-
-async def _gate(work: Work, messages: list[Message], policy: Policy) -> list[Decision]:
-    by_purpose: dict[str, list[int]] = {}
-    for index, message in enumerate(messages):
-        by_purpose.setdefault(message.purpose, []).append(index)
-    decisions: dict[int, Decision] = {}
-    for purpose, indexes in by_purpose.items():
-        recipients = [
-            Recipient(messages[i].customer_id, messages[i].channel, messages[i].recipient)
-            for i in indexes
-        ]
-        found = await check_many(work.session, recipients, purpose, policy)
-        decisions |= dict(zip(indexes, found, strict=True))
-    return [decisions[index] for index in range(len(messages))]
 
 
 def _row(message: Message, decision: Decision, now: datetime) -> dict[str, Any]:
