@@ -4,8 +4,8 @@
 serves the hub's app in this process (httpx's ASGI transport), and counts
 the SQL statements the engine sends for: a web-form post from a new sender
 (with its confirmation e-mail), an SMS webhook from a new sender, and one
-from a sender whose SMS conversation is open. BEGIN/COMMIT (and the pool's
-pre-ping) are counted apart, per transaction. `--show` prints the statements.
+from a sender whose SMS conversation is open. BEGIN/COMMIT (and a ping of a
+connection idle long, `hub.db`) are counted apart, per transaction. `--show` prints the statements.
 """
 
 from __future__ import annotations

@@ -4,11 +4,17 @@ SQLite runs in WAL mode with foreign keys enforced; a transaction that writes
 begins IMMEDIATE, so concurrent writers queue instead of failing, and one that
 only reads begins deferred, so it never waits for a writer. The schema is owned by
 Alembic (`hub/migrations`); `migrate()` brings any database up to date.
+
+A PostgreSQL connection is checked as it leaves the pool (`check_pooled_connection`): one
+the server has closed (a restart) is replaced before any statement meets it,
+and one idle for a while is pinged first. Pinging every checkout, SQLAlchemy's
+`pool_pre_ping`, cost a round trip and ~0.45 ms of CPU per transaction.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +23,7 @@ from alembic.config import Config
 from sqlalchemy import event
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -29,6 +36,9 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 SessionFactory = async_sessionmaker[AsyncSession]
 # The execution option a unit of work that writes sets on its connection.
 WRITES = "omnihub_writes"
+# A pooled connection idle longer than this is pinged before use: a network or a
+# firewall may drop an idle connection without a word, which only a ping finds.
+IDLE_PING_SECONDS = 30.0
 
 
 def create_engine(database_url: str) -> AsyncEngine:
@@ -37,7 +47,27 @@ def create_engine(database_url: str) -> AsyncEngine:
         event.listen(engine.sync_engine, "connect", _configure_sqlite)
         event.listen(engine.sync_engine, "begin", _begin_immediate)
         return engine
-    return create_async_engine(database_url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    engine = create_async_engine(database_url, pool_size=10, max_overflow=20)
+    event.listen(engine.sync_engine, "checkin", _note_idle)
+    event.listen(engine.sync_engine, "checkout", check_pooled_connection)
+    return engine
+
+
+def _note_idle(dbapi_connection: Any, record: Any) -> None:
+    record.info["idle_since"] = time.monotonic()
+
+
+def check_pooled_connection(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+    """Refuse a connection the server has closed, or, idle long, that fails a ping; the
+    pool then opens a new one in its place (SQLAlchemy retries on DisconnectionError)."""
+    if record.driver_connection.is_closed():
+        raise DisconnectionError("the database closed this connection")
+    idle_since = record.info.get("idle_since")
+    if idle_since is not None and time.monotonic() - idle_since > IDLE_PING_SECONDS:
+        try:
+            dbapi_connection.ping()
+        except Exception as error:
+            raise DisconnectionError("the database did not answer a ping") from error
 
 
 def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:

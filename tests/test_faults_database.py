@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError
 
 from hub.app import create_app
 from hub.context import Hub
+from hub.db import IDLE_PING_SECONDS, check_pooled_connection
 from hub.models import Interaction
 from hub.settings import Settings
 from tests.peers.twilio import TwilioApi, incoming_sms, post_signed
@@ -195,3 +198,59 @@ async def test_a_web_form_post_while_the_database_is_away_gets_a_5xx_and_its_ret
     async with proxied_hub.sessions() as session:
         stored = list(await session.scalars(statement))
     assert [interaction.text for interaction in stored] == ["Die Vase war zerbrochen."]
+
+
+async def test_a_restart_while_the_hub_is_idle_costs_no_request(
+    proxied_hub: Hub, proxy: CuttableProxy, http: httpx.AsyncClient
+):
+    """The pooled connections the database closed while nobody used them are replaced
+    as they leave the pool, so the first webhook after the restart is stored at once."""
+    warm = await post_signed(
+        http, WEBHOOK, incoming_sms(ANNA, "hallo", sid="SMidle0001"), public_url=PUBLIC_URL
+    )
+    assert warm.is_success, warm.text
+
+    proxy.cut()
+    await asyncio.sleep(0.2)  # the restart; the hub's idle connections see them closed
+    proxy.restore()
+    after = await post_signed(
+        http, WEBHOOK, incoming_sms(ANNA, "Wieder da?", sid="SMidle0002"), public_url=PUBLIC_URL
+    )
+
+    assert after.is_success, after.text
+    assert [message.text for message in await stored_sms(proxied_hub, "SMidle0002")] == [
+        "Wieder da?"
+    ]
+
+
+class _Silent:
+    """A connection the server dropped without a word: open here, and no answer to a ping."""
+
+    def __init__(self) -> None:
+        self.pinged = 0
+
+    def is_closed(self) -> bool:
+        return False
+
+    def ping(self) -> None:
+        self.pinged += 1
+        raise ConnectionResetError("no answer")
+
+
+class _Record:
+    def __init__(self, connection: _Silent, idle_seconds: float) -> None:
+        self.driver_connection = connection
+        self.info = {"idle_since": time.monotonic() - idle_seconds}
+
+
+def test_a_connection_idle_long_is_pinged_and_one_that_does_not_answer_is_refused():
+    silent = _Silent()
+    with pytest.raises(DisconnectionError):
+        check_pooled_connection(silent, _Record(silent, IDLE_PING_SECONDS + 1), None)
+    assert silent.pinged == 1
+
+
+def test_a_connection_just_used_is_not_pinged():
+    silent = _Silent()
+    check_pooled_connection(silent, _Record(silent, 0.01), None)
+    assert silent.pinged == 0
