@@ -215,18 +215,18 @@ class Dispatcher:
             OutboxMessage.attempts == row.attempts,
         )
         async with self.hub.work() as work:
-            fresh = (
-                await work.session.scalars(
-                    update(OutboxMessage)
-                    .where(mine)
-                    .values(status=status, lease_until=None, **values)
-                    .returning(OutboxMessage)
-                    .execution_options(synchronize_session=False)
-                )
-            ).first()
-            if fresh is None:
+            recorded = await work.session.scalar(
+                update(OutboxMessage.__table__)
+                .where(mine)
+                .values(status=status, lease_until=None, **values)
+                .returning(OutboxMessage.id)
+            )
+            if recorded is None:
                 log.warning("outbox row %s was reclaimed by another dispatcher", row.id)
                 return
+            # The claimed row, detached, now says what was recorded (for the history entry).
+            for name, value in {"status": status, "lease_until": None, **values}.items():
+                setattr(row, name, value)
             if block_reason is not None and row.channel in ADDRESS_KIND:
                 await do_add_block(
                     work,
@@ -238,7 +238,7 @@ class Dispatcher:
                     note=f"refused by the provider: {values.get('last_error')}",
                 )
             if summary is not None:
-                add_outcome_to_history(work, fresh, summary)
+                await add_outcome_to_history(work, row, summary)
                 work.emit(
                     f"outbox.{status}",
                     outbox_id=row.id,
