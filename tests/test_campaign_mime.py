@@ -96,6 +96,31 @@ def test_a_reply_reads_back_with_its_reply_address_as_the_full_renderer_would_wr
     assert fast.defects == []
 
 
+@pytest.mark.parametrize(
+    "mail_from",
+    [
+        "Kundenservice <service@example.com>",
+        "service@example.com",
+        '"Service, Team \\"Nord\\"" <service@example.com>',
+        "Kundenservice der Beispiel GmbH und Co KG Abteilung Reklamationen <service@example.com>",
+    ],
+)
+def test_a_reply_from_an_ascii_sender_reads_back_as_the_full_renderer_would_write_it(
+    mail_from: str,
+):
+    ours = BulkSmtpSender("127.0.0.1", 25, mail_from=mail_from, secret_key="x" * 40, tls="plain")
+    outbound = campaign_mail(headers=REPLY_HEADERS, html=None, subject="Re: [#42] Lieferung")
+    reply_to = "service+c42.0123456789abcdef@example.com"
+
+    fast = parsed(ours.render(outbound, "<1.2@example.com>", reply_to))
+    full = parsed(render_message(outbound, ours.sender, "<1.2@example.com>", reply_to).as_bytes())
+
+    for name in ("From", "Reply-To"):
+        assert fast[name] == full[name].strip(), name
+        assert fast[name].addresses == full[name].addresses, name
+    assert fast.defects == []
+
+
 def test_the_raw_message_is_seven_bit_with_short_lines():
     raw = sender().render(campaign_mail(text="ä" * 500), "<1.2@example.com>")
 

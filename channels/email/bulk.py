@@ -38,6 +38,7 @@ from hub.values import Outbound
 
 MAX_SUBJECT = 900  # well within RFC 5322's 998 characters a line, once encoded
 MAX_LINE = 998  # RFC 5322: a header this path does not fold must fit one line
+MAX_UNFOLDED = 78  # the line length the e-mail library folds at (RFC 5322's "SHOULD")
 
 
 class BulkSmtpSender(SmtpSender):
@@ -61,7 +62,12 @@ class BulkSmtpSender(SmtpSender):
 
 
 def _folded(name: str, value: str) -> str:
-    """An address header's value as the e-mail library writes it (RFC 2047 when needed)."""
+    """An address header's value as the e-mail library writes it (RFC 2047 when needed).
+
+    An ASCII value that fits one line comes back as it is, without the library's
+    parse and fold (~0.3 ms, per message for a reply's own Reply-To)."""
+    if value.isascii() and "\n" not in value and len(name) + 2 + len(value) <= MAX_UNFOLDED:
+        return value
     return POLICY.header_factory(name, value).fold(policy=POLICY).split(":", 1)[1].strip()
 
 
