@@ -1,7 +1,11 @@
 """The dispatcher: takes due outbox rows, asks the gate again, hands them to senders.
 
 The gate is asked once for each claimed batch (up to `batch` rows, one
-`check_many` per purpose), right before its rows are sent one by one.
+`check_many` per purpose), right before its rows are sent one by one; and
+each row after a batch's first has its blocks asked again just before it is
+sent (`gate.standing_blocks`, one query), so that an unsubscribe, STOP or
+bounce committed while the batch went out stops every message that has not
+left.
 
 One item per commit, as a crash-safe worker should: a claim is committed
 (status `sending`, a lease, the claimer's name, one more attempt) before the
@@ -43,7 +47,7 @@ from hub.delivery import (
     Sender,
     UnknownDeliveryError,
 )
-from hub.gate import ADDRESS_KIND, Recipient, check_each
+from hub.gate import ADDRESS_KIND, Recipient, check_each, standing_blocks
 from hub.models import OutboxMessage, utcnow
 from hub.outbox import add_outcome_to_history
 from hub.values import Outbound
@@ -91,8 +95,11 @@ class Dispatcher:
     async def dispatch_once(self) -> int:
         rows = await self.claim()
         refusals = await self._gate(rows)
-        for row in rows:
-            await self.deliver(row, refusals[row.id])
+        for index, row in enumerate(rows):
+            reasons = refusals[row.id]
+            if index and not reasons:
+                reasons = await self._blocked_now(row)
+            await self.deliver(row, reasons)
         return len(rows)
 
     async def claim(self) -> list[OutboxMessage]:
@@ -183,6 +190,13 @@ class Dispatcher:
         async with self.hub.sessions() as session:
             decisions = await check_each(session, asked, self.hub.policy)
         return {row.id: decision.reasons for row, decision in zip(rows, decisions, strict=True)}
+
+    async def _blocked_now(self, row: OutboxMessage) -> tuple[str, ...]:
+        """The blocks against a row's recipient now: one committed since its batch was
+        gated stops it too."""
+        recipient = Recipient(row.customer_id, row.channel, row.recipient)
+        async with self.hub.sessions() as session:
+            return await standing_blocks(session, recipient, row.purpose)
 
     async def _retry(self, row: OutboxMessage, error: str) -> None:
         if row.attempts >= self.hub.settings.outbox_max_attempts:

@@ -117,6 +117,18 @@ async def check_many(
     return [_decide(r, purpose, blocks, facts, policy) for r in recipients]
 
 
+async def standing_blocks(
+    session: AsyncSession, recipient: Recipient, purpose: str
+) -> tuple[str, ...]:
+    """The blocks that stand against one recipient now, as `check_many` gives them: what a
+    customer's own late action (an unsubscribe, STOP, a bounce, a legal block) changes
+    between a batch's gate check and its last message."""
+    dialect = session.get_bind().dialect.name
+    customers = [recipient.customer_id] if recipient.customer_id is not None else []
+    blocks = await _blocks(session, dialect, [recipient], customers)
+    return tuple(dict.fromkeys(_block_reasons(recipient, purpose, blocks)))
+
+
 def in_bound_array(column: Any, values: list[Any], dialect: str, name: str) -> ColumnElement[bool]:
     """`column IN values` with the whole list bound as a single parameter."""
     is_int = bool(values) and isinstance(values[0], int)
@@ -223,17 +235,23 @@ def _decide(
     facts: _MarketingFacts,
     policy: Policy,
 ) -> Decision:
-    standing = list(blocks.get((ADDRESS_KIND.get(recipient.channel, ""), recipient.address), []))
-    if recipient.customer_id is not None:
-        standing += blocks.get(("customer", str(recipient.customer_id)), [])
-    reasons = [
-        f"block:{reason}" for reason, scope in standing if scope == "all" or purpose == "marketing"
-    ]
+    reasons = _block_reasons(recipient, purpose, blocks)
     if purpose == "marketing":
         reasons += _marketing_reasons(recipient, facts, policy)
         if (ADDRESS_KIND.get(recipient.channel), recipient.address) in (facts.suppressed or ()):
             reasons.append("suppressed")
     return Decision(tuple(dict.fromkeys(reasons))) if reasons else ALLOWED
+
+
+def _block_reasons(
+    recipient: Recipient, purpose: str, blocks: dict[tuple[str, str], list[tuple[str, str]]]
+) -> list[str]:
+    standing = list(blocks.get((ADDRESS_KIND.get(recipient.channel, ""), recipient.address), []))
+    if recipient.customer_id is not None:
+        standing += blocks.get(("customer", str(recipient.customer_id)), [])
+    return [
+        f"block:{reason}" for reason, scope in standing if scope == "all" or purpose == "marketing"
+    ]
 
 
 def _marketing_reasons(recipient: Recipient, facts: _MarketingFacts, policy: Policy) -> list[str]:

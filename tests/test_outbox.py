@@ -12,6 +12,7 @@ from hub.blocks import do_add_block
 from hub.context import Hub
 from hub.delivery import (
     PermanentDeliveryError,
+    Receipt,
     RecipientRefusedError,
     RecordingSender,
     TransientDeliveryError,
@@ -21,7 +22,7 @@ from hub.dispatcher import Dispatcher
 from hub.intake import accept_inbound
 from hub.models import Block, Consent, Interaction, OutboxMessage, utcnow
 from hub.outbox import Message, do_record_provider_status, enqueue, enqueue_many
-from hub.values import Inbound
+from hub.values import Inbound, Outbound
 
 
 async def anna(hub: Hub) -> int:
@@ -177,6 +178,51 @@ async def test_a_block_arriving_between_queueing_and_dispatch_stops_the_message(
     stopped = await row(hub, queued.id)
     assert sender.sent == []
     assert (stopped.status, stopped.blocked_reasons) == ("blocked", ["block:legal"])
+
+
+class BlockingWhileSending(RecordingSender):
+    """While the first message is on its way, a block for the next recipient commits."""
+
+    def __init__(self, hub: Hub, address: str, reason: str, scope: str = "all") -> None:
+        super().__init__()
+        self.hub, self.block = hub, (address, reason, scope)
+
+    async def send(self, outbound: Outbound) -> Receipt:
+        if not self.sent:
+            address, reason, scope = self.block
+            async with self.hub.work() as work:
+                await do_add_block(work, None, "email", address, reason, "DE", scope)
+        return await super().send(outbound)
+
+
+async def test_a_block_committed_while_its_batch_goes_out_stops_the_messages_not_yet_sent(
+    hub: Hub,
+):
+    customer_id = await anna(hub)
+    first = await queue(hub, customer_id, key="first", recipient="anna@example.com")
+    second = await queue(hub, customer_id, key="second", recipient="anna.b@example.com")
+    sender = BlockingWhileSending(hub, "anna.b@example.com", "hard_bounce")
+
+    await Dispatcher(hub, {"email": sender}).dispatch_once()
+
+    assert [o.idempotency_key for o in sender.sent] == ["first"]
+    assert (await row(hub, first.id)).status == "sent"
+    stopped = await row(hub, second.id)
+    assert (stopped.status, stopped.blocked_reasons) == ("blocked", ["block:hard_bounce"])
+
+
+async def test_an_unsubscribe_committed_while_a_batch_goes_out_does_not_stop_a_service_reply(
+    hub: Hub,
+):
+    customer_id = await anna(hub)
+    await queue(hub, customer_id, key="first", recipient="anna@example.com")
+    await queue(hub, customer_id, key="second", recipient="anna.b@example.com")
+    # An unsubscribe blocks marketing only.
+    sender = BlockingWhileSending(hub, "anna.b@example.com", "unsubscribe", scope="marketing")
+
+    await Dispatcher(hub, {"email": sender}).dispatch_once()
+
+    assert [o.idempotency_key for o in sender.sent] == ["first", "second"]
 
 
 async def test_a_temporary_failure_is_retried_with_growing_backoff(hub: Hub):
