@@ -98,13 +98,14 @@ async def enqueue_many(work: Work, messages: list[Message], policy: Policy) -> l
     insert = insert_for(work.session)
     now = utcnow()
     values = [_row(m, decision, now) for m, decision in zip(messages, decisions, strict=True)]
+    # The rows as parameters, not as VALUES in the statement: one statement for any
+    # number of rows, compiled once (a VALUES list is compiled again on every call).
     statement = (
         insert(OutboxMessage)
-        .values(values)
         .on_conflict_do_nothing(index_elements=["idempotency_key"])
         .returning(OutboxMessage)
     )
-    new = {row.idempotency_key: row for row in await work.session.scalars(statement)}
+    new = {row.idempotency_key: row for row in await work.session.scalars(statement, values)}
     rows = {**await _by_keys(work, {m.idempotency_key for m in messages} - set(new)), **new}
     for row in new.values():
         work.emit(
