@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
 
@@ -254,3 +254,18 @@ def test_a_connection_just_used_is_not_pinged():
     silent = _Silent()
     check_pooled_connection(silent, _Record(silent, 0.01), None)
     assert silent.pinged == 0
+
+
+async def test_a_connection_idle_long_is_pinged_and_kept_when_it_answers(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+):
+    if hub.engine.dialect.name != "postgresql":
+        pytest.skip("the pool's connections are checked on PostgreSQL")
+    monkeypatch.setattr("hub.db.IDLE_PING_SECONDS", 0.0)  # every checkout pings
+    backends = []
+    for _ in range(3):
+        async with hub.engine.connect() as connection:
+            backends.append(await connection.scalar(text("SELECT pg_backend_pid()")))
+        await asyncio.sleep(0.01)
+
+    assert len(set(backends)) == 1, "a ping that failed would have opened a new connection"
