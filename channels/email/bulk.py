@@ -66,8 +66,7 @@ def _folded(name: str, value: str) -> str:
 
     An ASCII value that fits one line comes back as it is, without the library's
     parse and fold (~0.3 ms, per message for a reply's own Reply-To)."""
-    one_line = "\n" not in value and "\r" not in value
-    if value.isascii() and one_line and len(name) + 2 + len(value) <= MAX_UNFOLDED:
+    if _fits(name, value, MAX_UNFOLDED):
         return value
     return POLICY.header_factory(name, value).fold(policy=POLICY).split(":", 1)[1].strip()
 
@@ -110,8 +109,10 @@ def render_bulk(
     return "\r\n".join(lines).encode("ascii")
 
 
-def _fits(name: str, value: str) -> bool:
-    return value.isascii() and "\n" not in value and len(name) + 2 + len(value) <= MAX_LINE
+def _fits(name: str, value: str, width: int = MAX_LINE) -> bool:
+    """Whether `name: value` is one ASCII line of at most `width` characters."""
+    one_line = "\n" not in value and "\r" not in value
+    return value.isascii() and one_line and len(name) + 2 + len(value) <= width
 
 
 def _subject(subject: str | None) -> str | None:
