@@ -5,10 +5,15 @@ case-insensitive in practice, whatever RFC 5321 allows); a phone number becomes
 E.164 via `phonenumbers`, so `0151 2345678`, `+49 151 2345678` and
 `0049-151-2345678` are one identity. An unknown address becomes a new customer,
 a prospect.
+
+Normalising is pure and, for a phone number, costly (`phonenumbers.parse`), and
+one contact's address is normalised several times on its way in (the channel's
+checks, then the intake), so the last few thousand results are kept.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 
 import phonenumbers
@@ -21,8 +26,10 @@ from hub.errors import InvalidInputError
 from hub.models import Customer, Identity
 
 MAX_CHAT_ID = 200
+NORMALISED_KEPT = 4096  # addresses; a few hundred kB
 
 
+@functools.lru_cache(maxsize=NORMALISED_KEPT)
 def normalise_email(raw: str) -> str:
     candidate = raw.strip()
     try:
@@ -34,6 +41,7 @@ def normalise_email(raw: str) -> str:
     return result.normalized.casefold()
 
 
+@functools.lru_cache(maxsize=NORMALISED_KEPT)
 def normalise_phone(raw: str, region: str) -> str:
     candidate = raw.strip()
     try:

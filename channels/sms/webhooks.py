@@ -36,6 +36,7 @@ from hub.intake import IngestResult, accept_inbound
 router = APIRouter(prefix="/channels/sms", tags=["channels"])
 
 IDEMPOTENCY_HEADER = "I-Twilio-Idempotency-Token"
+NO_REPLY = str(MessagingResponse())  # replies go through the outbox, never in the answer
 
 
 @router.post("/twilio", response_class=Response)
@@ -49,7 +50,7 @@ async def incoming_message(request: Request, hub: Hub = Depends(get_hub)) -> Res
         raise HTTPException(400, str(error)) from None
     result = await accept_inbound(hub, incoming.inbound)
     await _act_on_keyword(hub, incoming, result)
-    return Response(str(MessagingResponse()), media_type="text/xml")
+    return Response(NO_REPLY, media_type="text/xml")
 
 
 async def _act_on_keyword(hub: Hub, incoming: IncomingSms, result: IngestResult) -> None:

@@ -18,6 +18,7 @@ at start when there are any.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
@@ -34,6 +35,7 @@ KEY_LABEL = b"omnihub.suppression.v1"
 KINDS = ("email", "phone")
 
 
+@functools.lru_cache(maxsize=4)  # asked for every message gated (`Hub.policy`)
 def derive_key(secret_key: str) -> bytes:
     """The suppression key: SECRET_KEY through HMAC, so the secret itself is never reused raw."""
     return hmac.new(secret_key.encode(), KEY_LABEL, hashlib.sha256).digest()
