@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
-from sqlalchemy import select, update
+import pytest
+from sqlalchemy import event, select, update
 
+import hub.dispatcher as hub_dispatcher
 from hub.app import create_app
 from hub.blocks import do_add_block
 from hub.context import Hub
@@ -223,6 +225,65 @@ async def test_an_unsubscribe_committed_while_a_batch_goes_out_does_not_stop_a_s
     await Dispatcher(hub, {"email": sender}).dispatch_once()
 
     assert [o.idempotency_key for o in sender.sent] == ["first", "second"]
+
+
+def counting_commits(hub: Hub) -> list[int]:
+    """A list that grows by one at every commit on the hub's engine."""
+    commits: list[int] = []
+    event.listen(hub.engine.sync_engine, "commit", lambda _connection: commits.append(1))
+    return commits
+
+
+async def test_outcomes_of_messages_sent_close_together_are_recorded_in_one_transaction(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+):
+    customer_id = await anna(hub)
+    queued = [await queue(hub, customer_id, key=f"k{n}") for n in range(5)]
+    monkeypatch.setattr(hub_dispatcher, "RECORD_SECONDS", 60.0)
+    dispatcher = Dispatcher(hub, {"email": RecordingSender()})
+    commits = counting_commits(hub)
+
+    await dispatcher.dispatch_once()
+
+    # The claim, then one transaction for all five outcomes.
+    assert len(commits) == 1 + 1
+    assert [(await row(hub, q.id)).status for q in queued] == ["sent"] * 5
+    assert len(await deliveries(hub, customer_id)) == 5
+
+
+async def test_each_outcome_commits_by_itself_when_the_messages_go_out_slowly(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+):
+    customer_id = await anna(hub)
+    for n in range(3):
+        await queue(hub, customer_id, key=f"k{n}")
+    monkeypatch.setattr(hub_dispatcher, "RECORD_SECONDS", 0.0)
+    dispatcher = Dispatcher(hub, {"email": RecordingSender()})
+    commits = counting_commits(hub)
+
+    await dispatcher.dispatch_once()
+
+    # The claim, then one transaction for each message's outcome.
+    assert len(commits) == 1 + 3
+    assert len(await deliveries(hub, customer_id)) == 3
+
+
+async def test_a_refusal_is_committed_before_the_next_message_to_that_recipient_goes_out(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+):
+    customer_id = await anna(hub)
+    refused = await queue(hub, customer_id, key="first", channel="sms", recipient="+491512345678")
+    later = await queue(hub, customer_id, key="second", channel="sms", recipient="+491512345678")
+    monkeypatch.setattr(hub_dispatcher, "RECORD_SECONDS", 60.0)  # else it would wait to record
+    sender = RecordingSender()
+    sender.fail_next(RecipientRefusedError("21610 unsubscribed recipient", "sms_stop"))
+
+    await Dispatcher(hub, {"sms": sender}).dispatch_once()
+
+    assert sender.sent == []
+    assert (await row(hub, refused.id)).status == "failed"
+    stopped = await row(hub, later.id)
+    assert (stopped.status, stopped.blocked_reasons) == ("blocked", ["block:sms_stop"])
 
 
 async def test_a_temporary_failure_is_retried_with_growing_backoff(hub: Hub):
