@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from hub.audit import record
 from hub.context import Work
 from hub.errors import ConflictError, InvalidInputError, NotFoundError
+from hub.gate import ADDRESS_KIND
 from hub.identity import normalise_identity
 from hub.models import Block, Customer, utcnow
 
@@ -94,6 +95,24 @@ async def do_add_block(
     )
     work.emit("block.added", block_id=block.id, kind=kind, reason=reason, scope=scope)
     return block
+
+
+async def block_refused_recipient(
+    work: Work, channel: str, recipient: str, reason: str, region: str, error: str | None
+) -> None:
+    """Block a recipient a provider refused to deliver to (Twilio's 21610, a mailbox that
+    does not exist), in the transaction that records the refusal."""
+    if channel not in ADDRESS_KIND:
+        return
+    await do_add_block(
+        work,
+        None,
+        ADDRESS_KIND[channel],
+        recipient,
+        reason,
+        region,
+        note=f"refused by the provider: {error}",
+    )
 
 
 async def find_active_block(

@@ -47,7 +47,7 @@ from typing import Any
 
 from sqlalchemy import and_, bindparam, or_, select, update
 
-from hub.blocks import do_add_block
+from hub.blocks import block_refused_recipient
 from hub.context import Hub, Work
 from hub.delivery import (
     PermanentDeliveryError,
@@ -55,7 +55,7 @@ from hub.delivery import (
     Sender,
     UnknownDeliveryError,
 )
-from hub.gate import ADDRESS_KIND, Recipient, check_each, standing_blocks
+from hub.gate import Recipient, check_each, standing_blocks
 from hub.models import OutboxMessage, utcnow
 from hub.outbox import add_outcomes_to_history
 from hub.values import Outbound
@@ -253,7 +253,15 @@ class Dispatcher:
                 # The claimed row, detached, now says what was recorded (for the history).
                 for name, value in outcome.changes.items():
                     setattr(outcome.row, name, value)
-                await self._block_refusing(work, outcome)
+                if outcome.block_reason is not None:
+                    await block_refused_recipient(
+                        work,
+                        outcome.row.channel,
+                        outcome.row.recipient,
+                        outcome.block_reason,
+                        self.hub.settings.default_region,
+                        outcome.row.last_error,
+                    )
             await add_outcomes_to_history(
                 work, [(each.row, each.summary) for each in kept if each.summary is not None]
             )
@@ -282,20 +290,6 @@ class Dispatcher:
         )
         found = await work.session.execute(statement)
         return {row_id for row_id, attempts in found if claimed[row_id] == attempts}
-
-    async def _block_refusing(self, work: Work, outcome: Outcome) -> None:
-        row = outcome.row
-        if outcome.block_reason is None or row.channel not in ADDRESS_KIND:
-            return
-        await do_add_block(
-            work,
-            None,
-            ADDRESS_KIND[row.channel],
-            row.recipient,
-            outcome.block_reason,
-            self.hub.settings.default_region,
-            note=f"refused by the provider: {row.last_error}",
-        )
 
 
 @dataclass(slots=True)

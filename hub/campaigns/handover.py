@@ -29,10 +29,9 @@ from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.audit import record
-from hub.blocks import do_add_block
+from hub.blocks import block_refused_recipient
 from hub.campaigns.messages import outcome_entry
 from hub.context import Hub, Work
-from hub.gate import ADDRESS_KIND
 from hub.models import OutboxMessage
 
 FLUSH_ROWS = 100  # outcomes per group commit, at most
@@ -188,14 +187,13 @@ class OutcomeRecorder:
 
     async def _side_effects(self, work: Work, outcome: Outcome) -> None:
         if outcome.block_reason is not None:
-            await do_add_block(
+            await block_refused_recipient(
                 work,
-                None,
-                ADDRESS_KIND[outcome.channel],
+                outcome.channel,
                 outcome.recipient,
                 outcome.block_reason,
                 self.hub.settings.default_region,
-                note=f"refused by the provider: {outcome.values.get('last_error')}",
+                outcome.values.get("last_error"),
             )
         if outcome.summary is not None and outcome.customer_id is not None:
             entry = outcome_entry(
