@@ -26,13 +26,23 @@ bound as one parameter (a PostgreSQL array, a SQLite JSON array).
 
 from __future__ import annotations
 
+import functools
 import json
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import BigInteger, String, bindparam, cast, func, select, union_all
+from sqlalchemy import (
+    BigInteger,
+    CompoundSelect,
+    String,
+    bindparam,
+    cast,
+    func,
+    select,
+    union_all,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
@@ -42,6 +52,7 @@ from hub.privacy.suppression import find_suppressed
 
 PURPOSES = ("service", "marketing")
 ADDRESS_KIND = {"email": "email", "sms": "phone", "voice": "phone", "phone": "phone"}
+ADDRESS_KINDS = ("email", "phone")
 CONSENT_CHANNEL = {"email": "email", "sms": "sms", "voice": "phone", "phone": "phone"}
 
 
@@ -132,11 +143,26 @@ async def standing_blocks(
 def in_bound_array(column: Any, values: list[Any], dialect: str, name: str) -> ColumnElement[bool]:
     """`column IN values` with the whole list bound as a single parameter."""
     is_int = bool(values) and isinstance(values[0], int)
+    return in_array_parameter(column, dialect, name, is_int, bound(values, dialect))
+
+
+def in_array_parameter(
+    column: Any, dialect: str, name: str, is_int: bool, value: Any = None
+) -> ColumnElement[bool]:
+    """`column IN` the list bound as parameter `name`: `value`, or without one, a list
+    given (through `bound`) when the statement runs, which is then built once for
+    lists of any length."""
+    given = {"required": value is None}
     if dialect == "postgresql":
-        array = bindparam(name, values, type_=ARRAY(BigInteger if is_int else String))
+        array = bindparam(name, value, type_=ARRAY(BigInteger if is_int else String), **given)
         return column == func.any(array)
-    table = func.json_each(bindparam(name, json.dumps(values))).table_valued("value")
+    table = func.json_each(bindparam(name, value, type_=String, **given)).table_valued("value")
     return column.in_(select(table.c.value))
+
+
+def bound(values: list[Any], dialect: str) -> Any:
+    """A list as `in_array_parameter` takes it: an array, or JSON text on SQLite."""
+    return values if dialect == "postgresql" else json.dumps(values)
 
 
 async def _blocks(
@@ -145,30 +171,43 @@ async def _blocks(
     """Active blocks keyed by (kind, value); a customer block is keyed ("customer", id)."""
     emails = sorted({r.address for r in recipients if ADDRESS_KIND.get(r.channel) == "email"})
     phones = sorted({r.address for r in recipients if ADDRESS_KIND.get(r.channel) == "phone"})
+    addresses = {"emails": emails, "phones": phones}
+    kinds = tuple(kind for kind in ADDRESS_KINDS if addresses[f"{kind}s"])
+    parameters = {name: bound(values, dialect) for name, values in addresses.items() if values}
+    parameters["customers"] = bound(customers or [0], dialect)
+    found: dict[tuple[str, str], list[tuple[str, str]]] = defaultdict(list)
+    for kind, value, reason, scope in await session.execute(
+        _blocks_statement(dialect, kinds), parameters
+    ):
+        found[(kind, value)].append((reason, scope))
+    return found
+
+
+@functools.lru_cache(maxsize=8)
+def _blocks_statement(dialect: str, kinds: tuple[str, ...]) -> CompoundSelect:
+    """The active blocks of the customers and addresses given as parameters `customers`,
+    `emails` and `phones` (those of `kinds`). Built once for each shape: the dispatcher
+    asks before every message, and building it cost more than running it."""
     # A customer block is found by its customer_id, the column a merge moves.
     by_customer = select(
         Block.kind, cast(Block.customer_id, String).label("value"), Block.reason, Block.scope
     ).where(
         Block.kind == "customer",
         Block.lifted_at.is_(None),
-        in_bound_array(Block.customer_id, customers or [0], dialect, "customers"),
+        in_array_parameter(Block.customer_id, dialect, "customers", is_int=True),
     )
     by_address = [
         select(Block.kind, Block.value, Block.reason, Block.scope).where(
             Block.kind == kind,
             Block.lifted_at.is_(None),
-            in_bound_array(Block.value, values, dialect, f"{kind}s"),
+            in_array_parameter(Block.value, dialect, f"{kind}s", is_int=False),
         )
-        for kind, values in (("email", emails), ("phone", phones))
-        if values
+        for kind in kinds
     ]
     # One SELECT per kind glued by UNION ALL, not one SELECT with an OR: PostgreSQL's
     # generic plan for a prepared statement (used after five runs) re-checks every
     # row of an OR against the whole array, which took seconds for 100,000 recipients.
-    found: dict[tuple[str, str], list[tuple[str, str]]] = defaultdict(list)
-    for kind, value, reason, scope in await session.execute(union_all(by_customer, *by_address)):
-        found[(kind, value)].append((reason, scope))
-    return found
+    return union_all(by_customer, *by_address)
 
 
 @dataclass
