@@ -128,18 +128,6 @@ async def check_many(
     return [_decide(r, purpose, blocks, facts, policy) for r in recipients]
 
 
-async def standing_blocks(
-    session: AsyncSession, recipient: Recipient, purpose: str
-) -> tuple[str, ...]:
-    """The blocks that stand against one recipient now, as `check_many` gives them: what a
-    customer's own late action (an unsubscribe, STOP, a bounce, a legal block) changes
-    between a batch's gate check and its last message."""
-    dialect = session.get_bind().dialect.name
-    customers = [recipient.customer_id] if recipient.customer_id is not None else []
-    blocks = await _blocks(session, dialect, [recipient], customers)
-    return tuple(dict.fromkeys(_block_reasons(recipient, purpose, blocks)))
-
-
 def in_bound_array(column: Any, values: list[Any], dialect: str, name: str) -> ColumnElement[bool]:
     """`column IN values` with the whole list bound as a single parameter."""
     is_int = bool(values) and isinstance(values[0], int)

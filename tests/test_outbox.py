@@ -197,9 +197,11 @@ class BlockingWhileSending(RecordingSender):
         return await super().send(outbound)
 
 
-async def test_a_block_committed_while_its_batch_goes_out_stops_the_messages_not_yet_sent(
-    hub: Hub,
+async def test_a_block_committed_while_its_batch_goes_out_stops_the_messages_sent_later(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
 ):
+    # The first send takes longer than a gate answer stays fresh, as Twilio's do.
+    monkeypatch.setattr(hub_dispatcher, "FRESH_SECONDS", 0.0)
     customer_id = await anna(hub)
     first = await queue(hub, customer_id, key="first", recipient="anna@example.com")
     second = await queue(hub, customer_id, key="second", recipient="anna.b@example.com")
@@ -214,8 +216,9 @@ async def test_a_block_committed_while_its_batch_goes_out_stops_the_messages_not
 
 
 async def test_an_unsubscribe_committed_while_a_batch_goes_out_does_not_stop_a_service_reply(
-    hub: Hub,
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
 ):
+    monkeypatch.setattr(hub_dispatcher, "FRESH_SECONDS", 0.0)
     customer_id = await anna(hub)
     await queue(hub, customer_id, key="first", recipient="anna@example.com")
     await queue(hub, customer_id, key="second", recipient="anna.b@example.com")
@@ -225,6 +228,27 @@ async def test_an_unsubscribe_committed_while_a_batch_goes_out_does_not_stop_a_s
     await Dispatcher(hub, {"email": sender}).dispatch_once()
 
     assert [o.idempotency_key for o in sender.sent] == ["first", "second"]
+
+
+async def test_a_batch_that_goes_out_while_its_gate_answers_are_fresh_asks_the_gate_once(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+):
+    customer_id = await anna(hub)
+    for n in range(4):
+        await queue(hub, customer_id, key=f"k{n}", recipient=f"anna{n}@example.com")
+    monkeypatch.setattr(hub_dispatcher, "FRESH_SECONDS", 60.0)
+    asked: list[str] = []
+    event.listen(
+        hub.engine.sync_engine,
+        "before_cursor_execute",
+        lambda _c, _cursor, sql, *_rest: asked.append(sql) if "FROM blocks" in sql else None,
+    )
+    sender = RecordingSender()
+
+    await Dispatcher(hub, {"email": sender}).dispatch_once()
+
+    assert len(sender.sent) == 4
+    assert len(asked) == 1
 
 
 def counting_commits(hub: Hub) -> list[int]:
