@@ -52,7 +52,7 @@ from hub.privacy.suppression import find_suppressed
 
 PURPOSES = ("service", "marketing")
 ADDRESS_KIND = {"email": "email", "sms": "phone", "voice": "phone", "phone": "phone"}
-ADDRESS_KINDS = ("email", "phone")
+ADDRESS_KINDS = tuple(dict.fromkeys(ADDRESS_KIND.values()))  # email, phone
 CONSENT_CHANNEL = {"email": "email", "sms": "sms", "voice": "phone", "phone": "phone"}
 
 
@@ -140,12 +140,12 @@ def in_array_parameter(
     """`column IN` the list bound as parameter `name`: `value`, or without one, a list
     given (through `bound`) when the statement runs, which is then built once for
     lists of any length."""
-    given = {"required": value is None}
     if dialect == "postgresql":
-        array = bindparam(name, value, type_=ARRAY(BigInteger if is_int else String), **given)
+        array_type = ARRAY(BigInteger if is_int else String)
+        array = bindparam(name, value, type_=array_type, required=value is None)
         return column == func.any(array)
-    table = func.json_each(bindparam(name, value, type_=String, **given)).table_valued("value")
-    return column.in_(select(table.c.value))
+    text = bindparam(name, value, type_=String, required=value is None)
+    return column.in_(select(func.json_each(text).table_valued("value").c.value))
 
 
 def bound(values: list[Any], dialect: str) -> Any:
@@ -157,11 +157,12 @@ async def _blocks(
     session: AsyncSession, dialect: str, recipients: list[Recipient], customers: list[int]
 ) -> dict[tuple[str, str], list[tuple[str, str]]]:
     """Active blocks keyed by (kind, value); a customer block is keyed ("customer", id)."""
-    emails = sorted({r.address for r in recipients if ADDRESS_KIND.get(r.channel) == "email"})
-    phones = sorted({r.address for r in recipients if ADDRESS_KIND.get(r.channel) == "phone"})
-    addresses = {"emails": emails, "phones": phones}
-    kinds = tuple(kind for kind in ADDRESS_KINDS if addresses[f"{kind}s"])
-    parameters = {name: bound(values, dialect) for name, values in addresses.items() if values}
+    addresses = {
+        kind: sorted({r.address for r in recipients if ADDRESS_KIND.get(r.channel) == kind})
+        for kind in ADDRESS_KINDS
+    }
+    kinds = tuple(kind for kind, values in addresses.items() if values)
+    parameters = {f"{kind}s": bound(addresses[kind], dialect) for kind in kinds}
     parameters["customers"] = bound(customers or [0], dialect)
     found: dict[tuple[str, str], list[tuple[str, str]]] = defaultdict(list)
     for kind, value, reason, scope in await session.execute(
@@ -262,23 +263,17 @@ def _decide(
     facts: _MarketingFacts,
     policy: Policy,
 ) -> Decision:
-    reasons = _block_reasons(recipient, purpose, blocks)
+    standing = list(blocks.get((ADDRESS_KIND.get(recipient.channel, ""), recipient.address), []))
+    if recipient.customer_id is not None:
+        standing += blocks.get(("customer", str(recipient.customer_id)), [])
+    reasons = [
+        f"block:{reason}" for reason, scope in standing if scope == "all" or purpose == "marketing"
+    ]
     if purpose == "marketing":
         reasons += _marketing_reasons(recipient, facts, policy)
         if (ADDRESS_KIND.get(recipient.channel), recipient.address) in (facts.suppressed or ()):
             reasons.append("suppressed")
     return Decision(tuple(dict.fromkeys(reasons))) if reasons else ALLOWED
-
-
-def _block_reasons(
-    recipient: Recipient, purpose: str, blocks: dict[tuple[str, str], list[tuple[str, str]]]
-) -> list[str]:
-    standing = list(blocks.get((ADDRESS_KIND.get(recipient.channel, ""), recipient.address), []))
-    if recipient.customer_id is not None:
-        standing += blocks.get(("customer", str(recipient.customer_id)), [])
-    return [
-        f"block:{reason}" for reason, scope in standing if scope == "all" or purpose == "marketing"
-    ]
 
 
 def _marketing_reasons(recipient: Recipient, facts: _MarketingFacts, policy: Policy) -> list[str]:

@@ -95,13 +95,13 @@ async def enqueue_many(work: Work, messages: list[Message], policy: Policy) -> l
         _check(message)
     asked = [(Recipient(m.customer_id, m.channel, m.recipient), m.purpose) for m in messages]
     decisions = await check_each(work.session, asked, policy)
-    insert = insert_for(work.session)
+    insert_new = insert_for(work.session)
     now = utcnow()
     values = [_row(m, decision, now) for m, decision in zip(messages, decisions, strict=True)]
     # The rows as parameters, not as VALUES in the statement: one statement for any
     # number of rows, compiled once (a VALUES list is compiled again on every call).
     statement = (
-        insert(OutboxMessage)
+        insert_new(OutboxMessage)
         .on_conflict_do_nothing(index_elements=["idempotency_key"])
         .returning(OutboxMessage)
     )
@@ -115,8 +115,10 @@ async def enqueue_many(work: Work, messages: list[Message], policy: Policy) -> l
             customer_id=row.customer_id,
             reasons=row.blocked_reasons,
         )
-        if row.status == "blocked":
-            await add_outcome_to_history(work, row, "blocked: " + ", ".join(row.blocked_reasons))
+    blocked = [row for row in new.values() if row.status == "blocked"]
+    await add_outcomes_to_history(
+        work, [(row, "blocked: " + ", ".join(row.blocked_reasons)) for row in blocked]
+    )
     return [rows[message.idempotency_key] for message in messages]
 
 
