@@ -206,8 +206,9 @@ async def test_a_campaign_killed_mid_send_and_resumed_reaches_every_allowed_cust
     assert twice == []
     assert not set(received) & excluded
     # A message cut off before its end of data was dropped by the server and sent again,
-    # once. Only one whose hand-off was on its way to the database at the kill is lost:
-    # `unknown` (for reconciliation), never sent again; at most one per connection.
+    # once. Only one killed between the writes of its hand-off's COMMIT and of its end
+    # of data is lost: `unknown` (for reconciliation), never sent again; at most one per
+    # connection.
     missing = allowed - set(received)
     cut_off = {address for d in smtp_server.discarded for address in d.rcpt_tos}
     assert {received[address] for address in cut_off - missing} <= {1}

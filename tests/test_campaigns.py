@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from datetime import timedelta
 from typing import Any
@@ -782,6 +783,28 @@ async def test_after_a_crash_handed_rows_become_unknown_and_only_rows_never_hand
         1,
         3,
     )
+
+
+async def test_a_hand_off_is_committed_for_every_session_before_its_answer_is_awaited(
+    hub: Hub, client: httpx.AsyncClient, agent: SignedIn, supervisor: SignedIn
+):
+    campaign, first = await queued_campaign(hub, client, agent, supervisor, 2)
+    claimed = await first._claim(campaign["id"], f"{first.name}/0")
+
+    async def handed_seen_elsewhere() -> bool:
+        return any(r.status == "handed" for r in await outbox(hub, campaign["id"]))
+
+    async with hub.engine.connect() as connection, Handover(connection, f"{first.name}/0") as hand:
+        # What the caller does next is write its end of data; the answer comes after.
+        answer = await hand.hand(claimed[0]["id"])
+        async with asyncio.timeout(5):
+            while not await handed_seen_elsewhere():  # noqa: ASYNC110 - another session's view
+                await asyncio.sleep(0.01)
+        if answer is not None:  # PostgreSQL's COMMIT; SQLite's UPDATE was awaited whole
+            await answer
+        await hand.hand(claimed[1]["id"])  # the connection is free for the next one
+
+    assert [r.status for r in await outbox(hub, campaign["id"])] == ["handed", "handed"]
 
 
 async def test_a_row_cancelled_after_it_was_claimed_is_never_handed_over(

@@ -11,7 +11,7 @@ sender.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from channels.email.sending import END_OF_DATA, SmtpSender, stuff_content
@@ -110,6 +110,26 @@ async def test_the_commit_point_comes_with_the_whole_content_sent_and_nothing_ta
     assert seen_at_commit == [0]
     (received,) = smtp_server.messages
     assert received.message.get_content().startswith("Hallo Anna,\n.punkt am Anfang")
+
+
+async def test_the_end_of_data_leaves_before_the_commits_answer_is_awaited(
+    smtp_server: SmtpServer,
+):
+    taken_before_the_answer: list[int] = []
+
+    async def the_answer() -> None:
+        # Only the end of data lets the server take the message: were it written after
+        # this, the wait would run out.
+        await until(lambda: smtp_server.messages)
+        taken_before_the_answer.append(len(smtp_server.messages))
+
+    async def commit() -> Awaitable[None]:
+        return the_answer()  # the COMMIT sent, its answer still to come
+
+    async with make_sender(smtp_server) as sender:
+        await sender.send_staged(news(), commit)
+
+    assert taken_before_the_answer == [1]
 
 
 async def test_a_failed_commit_leaves_the_data_unfinished_so_the_server_drops_it(

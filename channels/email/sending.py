@@ -42,9 +42,9 @@ driven here step by step with its protocol's `write` and `read_response`:
 
     MAIL FROM, RCPT TO, DATA  (354)
     the content, dot-stuffed, ending in CRLF, flushed to the socket
-    the caller's commit point (`send_staged`)
+    the caller's commit point (`send_staged`), its COMMIT on the wire
     the end of data, CRLF.CRLF (written at once: nothing may come between)
-    the reply (250)
+    the reply (250), then the commit's answer
 
 A server accepts a message only with the end of data: one whose DATA ends
 because the connection did (the sender crashed, or dropped the connection
@@ -139,7 +139,9 @@ _STEPS: dict[type[SMTPResponseException], str] = {
 }
 
 
-Hook = Callable[[], Awaitable[None]]
+# The caller's commit point: what it returns, if anything, is the commit's answer still
+# to come, awaited once the end of data is written and its reply read (`send_staged`).
+Hook = Callable[[], Awaitable[Awaitable[None] | None]]
 
 
 class _LostBeforeContentError(TransientDeliveryError):
@@ -206,7 +208,10 @@ class SmtpSender:
         (CRLF.CRLF) is not: the caller's commit point (a campaign marks the message
         handed over there), after which the end of data is written at once. If it
         raises, the connection is dropped, so the server discards the unfinished
-        message, and its exception propagates."""
+        message, and its exception propagates. If it returns an awaitable (its
+        COMMIT sent, the answer not yet read), that is awaited after the end of
+        data is written and the server's reply read, so the COMMIT and the end of
+        data are on the wire within microseconds of each other."""
         recipient = check_recipient(outbound.recipient)
         message_id = self.make_message_id(outbound)
         reply_to = self.make_reply_address(outbound)
@@ -301,16 +306,22 @@ class SmtpSender:
     ) -> None:
         await self._start(smtp, recipient)
         protocol = await self._send_content(smtp, content)
+        answer = None
         if before_end is not None:
             try:
-                await before_end()
+                answer = await before_end()
             except BaseException:
                 self._drop()  # the DATA is left unfinished: the server discards it
                 raise
         # The commit point above has returned: nothing may come between it and this
         # write (no await), since a crash in between loses the message.
-        self._end_data(protocol)
-        await self._read_reply(protocol)
+        try:
+            self._end_data(protocol)
+            # Read at once: aiosmtplib drops a reply that comes while nobody reads.
+            await self._read_reply(protocol)
+        finally:
+            if answer is not None:
+                await answer
 
     async def _start(self, smtp: SMTP, recipient: str) -> None:
         """MAIL FROM, RCPT TO and DATA, up to the server's go-ahead for the content."""

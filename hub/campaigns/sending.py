@@ -31,23 +31,21 @@ server accepted a message. A row moves
                          │ queued, resent     │ out), never sent again
                          └── cancel: cancelled
 
-The hand-off is the commit point. It is one autocommitted UPDATE of that row,
-conditional on this worker still holding it as `sending` (so a cancelled or
-reclaimed row is never handed), made at the last moment before the message
-can be accepted: for SMTP once the whole content is on the wire but not its
-end of data, CRLF.CRLF, which is written the moment the hand-off returns (see
-`SmtpSender.send_staged`); for other senders just before `send`. A server
-discards a DATA cut off before its end, so a row not yet handed is safe to
-send again after a crash; a handed one is not, so the holder that takes over
-marks it `unknown`. Nothing is ever sent twice. A kill loses a message (as
-`unknown`, never received) only while its hand-off is on its way: from the
-UPDATE leaving (the database carries out a request that arrived, even when
-its sender has died since) to the end of data written (the reply's way back
-and the event loop resuming the worker; nothing else is awaited in between).
-That is one database round trip per message, not the content's time on the
-wire; tests/test_campaign_kills.py measures what it costs. Outcomes after the
-hand-off are recorded in groups (`handover.OutcomeRecorder`): losing them to
-a crash only turns `sent` into `unknown` (received, but not known to be).
+The hand-off is the commit point. It is one UPDATE of that row, conditional
+on this worker still holding it as `sending` (so a cancelled or reclaimed row
+is never handed), made at the last moment before the message can be
+accepted: for SMTP once the whole content is on the wire but not its end of
+data, CRLF.CRLF, which is written the moment the hand-off's COMMIT is (see
+`SmtpSender.send_staged` and `handover`); for other senders just before
+`send`. A server discards a DATA cut off before its end, so a row not yet
+handed is safe to send again after a crash; a handed one is not, so the
+holder that takes over marks it `unknown`. Nothing is ever sent twice. A kill
+loses a message (as `unknown`, never received) only between the COMMIT's
+write and the end of data's, microseconds apart on PostgreSQL (on SQLite,
+the UPDATE's way back from its thread); tests/test_campaign_kills.py
+measures what it costs. Outcomes after the hand-off are recorded in groups
+(`handover.OutcomeRecorder`): losing them to a crash only turns `sent` into
+`unknown` (received, but not known to be).
 """
 
 from __future__ import annotations
@@ -359,9 +357,8 @@ class CampaignSender:
         rows, entries = [], []
         for n, (member, decision) in enumerate(zip(members, decisions, strict=True)):
             if n % YIELD_EVERY == 0:
-                # A worker's hand-off resumes only when the loop is free: rendering a
-                # whole page in one go would hold a handed message's end of data back
-                # (a kill meanwhile loses that message).
+                # The workers go on only when the loop is free: rendering a whole page
+                # in one go would hold their messages back.
                 await asyncio.sleep(0)
                 await self.hub.live.gap()
             row = build_row(self.hub.settings, campaign, content, member, now)
@@ -477,7 +474,9 @@ class CampaignSender:
             if staged is not None:
                 receipt = await staged(outbound, lambda: handover.hand(row["id"]))
             else:
-                await handover.hand(row["id"])
+                answer = await handover.hand(row["id"])
+                if answer is not None:
+                    await answer
                 receipt = await sender.send(outbound)
         except HandoverRefusedError:
             await self._refused(row)
