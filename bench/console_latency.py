@@ -41,9 +41,8 @@ from hub.app import create_app
 from hub.context import Hub
 from hub.db import migrate
 from hub.settings import load_settings
+from tests.peers.browser import CHROMIUM_ARGS, ensure_chromium
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-gpu"]
 PUBLIC_URL = "https://hub.example.com"
 TWILIO_TOKEN = "bench-twilio-auth-token-0123456789"  # noqa: S105 - a made-up test value
 SECRET = "bench-secret-key-that-is-long-enough-0123456789"  # noqa: S105 - made up
@@ -124,10 +123,13 @@ def percentiles(samples: list[float]) -> tuple[float, float]:
 
 
 async def measure(hub: Hub, contacts: int, warmup: int) -> list[tuple[float, float]]:
+    executable = ensure_chromium()  # installed first when missing, as the tests do
+    if executable is None:
+        raise SystemExit("bench.console_latency needs Chromium (Debian package chromium)")
     async with serving(create_app(hub.settings, hub)) as ws_base, async_playwright() as playwright:
         url = ws_base.replace("ws://", "http://")
         browser = await playwright.chromium.launch(
-            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
+            executable_path=str(executable), args=CHROMIUM_ARGS, headless=True
         )
         try:
             page = await (await browser.new_context()).new_page()
