@@ -796,7 +796,7 @@ async def test_a_hand_off_is_committed_for_every_session_before_its_answer_is_aw
 
     async with hub.engine.connect() as connection, Handover(connection, f"{first.name}/0") as hand:
         # What the caller does next is write its end of data; the answer comes after.
-        answer = await hand.hand(claimed[0]["id"])
+        answer = await hand.hand_before_end(claimed[0]["id"])
         async with asyncio.timeout(5):
             while not await handed_seen_elsewhere():  # noqa: ASYNC110 - another session's view
                 await asyncio.sleep(0.01)

@@ -1,23 +1,25 @@
 """The hand-off (a campaign's exactly-once commit point) and the outcome recorder.
 
-`Handover.hand(row)` is the only database work done per message while a
-message is on its way, on a connection of its own, sent to the driver
-directly (no ORM). It is conditional: a row cancelled or reclaimed since this
-worker claimed it, or whose recipient was blocked since the batch was gated,
-is refused (`HandoverRefusedError`), and nothing is sent.
+`Handover.hand(row)` (or `hand_before_end`) is the only database work done
+per message while a message is on its way, on a connection of its own, sent
+to the driver directly (no ORM). It is conditional: a row cancelled or
+reclaimed since this worker claimed it, or whose recipient was blocked since
+the batch was gated, is refused (`HandoverRefusedError`), and nothing is sent.
 
 On PostgreSQL the conditional UPDATE runs in a transaction of its own, and
-`hand` returns once its COMMIT is written to the socket, before the answer:
-the caller writes the message's end of data at once and only then awaits
-the answer (`SmtpSender.send_staged`). So the two writes that decide a
-message are microseconds apart. The database carries out a COMMIT that
-arrived even when its sender has died since; one that never left leaves the
-row `sending`, to be sent again. A kill loses a message only between the two
-writes. With the answer awaited first, as before, the window was the
-COMMIT's round trip and the event loop resuming the worker: about one kill
-in three lost a message (tests/test_campaign_kills.py measures it).
-On SQLite, whose statements run in a thread, the hand-off is one
-autocommitted UPDATE, awaited: the window is its way back from that thread.
+`hand_before_end` returns once its COMMIT is written to the socket, before
+the answer: the caller writes the message's end of data at once and only
+then awaits the answer (`SmtpSender.send_staged`). So the two writes that
+decide a message are microseconds apart. The database carries out a COMMIT
+that arrived even when its sender has died since; one that never left
+leaves the row `sending`, to be sent again. A kill loses a message only
+between the two writes. With the answer awaited first, as before, the
+window was the COMMIT's round trip and the event loop resuming the worker:
+about one kill in three lost a message (tests/test_campaign_kills.py
+measures it). On SQLite, whose statements run in a thread, the hand-off is
+one autocommitted UPDATE, awaited: the window is its way back from that
+thread. `hand`, for senders that send only after it (SMS), awaits the
+COMMIT's answer, and its failure.
 
 `OutcomeRecorder` writes outcomes in group commits (up to `FLUSH_ROWS`, or
 every `FLUSH_SECONDS`), each only onto a row still in flight, so that a row
@@ -98,10 +100,30 @@ class Handover:
             except Exception:  # a broken connection: the pool must not hand it out again
                 await self.connection.invalidate()
 
-    async def hand(self, row_id: int) -> Awaitable[None] | None:
-        """Hand the row over, or refuse (`HandoverRefusedError`). On PostgreSQL it returns
-        with the COMMIT written but its answer to come: the caller writes its end of
-        data first and awaits the answer after (the next hand-off would too)."""
+    async def hand(self, row_id: int) -> None:
+        """Hand the row over, committed, or refuse (`HandoverRefusedError`): for a sender
+        that sends after this returns."""
+        commit = await self._hand_over(row_id)
+        if commit is not None:
+            await commit
+
+    async def hand_before_end(self, row_id: int) -> Awaitable[None] | None:
+        """Hand the row over, or refuse: for `SmtpSender.send_staged`, which writes the end
+        of data the moment this returns. On PostgreSQL that is with the COMMIT written
+        and its answer to come, which the caller awaits after the end of data (the next
+        hand-off would too); a COMMIT that fails then is only logged, since the message
+        is out: the outcome recorded next decides the row (the recorder writes onto a
+        row still `sending` as onto one `handed`)."""
+        commit = await self._hand_over(row_id)
+        if commit is None:
+            return None
+        # A task, so that both the caller and the next `_settle` may await it.
+        self._answer = asyncio.ensure_future(_logged(commit, row_id))
+        return self._answer
+
+    async def _hand_over(self, row_id: int) -> _Begun | None:
+        """The conditional UPDATE; on PostgreSQL, its COMMIT written (and returned, its
+        answer to come), on SQLite autocommitted."""
         driver = await self._connect()
         await self._settle()
         if self.dialect != "postgresql":
@@ -119,8 +141,7 @@ class Handover:
         if int(status.split()[-1]) != 1:
             await driver.execute("ROLLBACK")
             raise HandoverRefusedError(f"outbox row {row_id} is no longer {self.worker}'s")
-        # A task, so that both the caller and the next `_settle` may await it.
-        self._answer = asyncio.ensure_future(_answer_of(_Begun(driver.execute("COMMIT")), row_id))
+        commit = _Begun(driver.execute("COMMIT"))
         # The transport writes at once unless the socket is full; the end of data must
         # not leave before the COMMIT does (asyncpg has no public accessor for it).
         waited = 0.0
@@ -129,7 +150,7 @@ class Handover:
                 raise TimeoutError(f"the hand-off of outbox row {row_id} did not leave")
             await asyncio.sleep(FLUSH_POLL_SECONDS)
             waited += FLUSH_POLL_SECONDS
-        return self._answer
+        return commit
 
     async def _settle(self) -> None:
         """Await the last COMMIT's answer, if not yet awaited (by the caller or here)."""
@@ -184,10 +205,8 @@ class _Begun(Awaitable[Any]):
                     return stop.value
 
 
-async def _answer_of(commit: _Begun, row_id: int) -> None:
-    """The COMMIT's answer. Its end of data has been written by now, so a failure is only
-    logged: the outcome recorded next decides the row (the recorder writes onto a row
-    still `sending` as onto one `handed`)."""
+async def _logged(commit: _Begun, row_id: int) -> None:
+    """The COMMIT's answer, a failure logged (`Handover.hand_before_end`)."""
     try:
         await commit
     except Exception as error:

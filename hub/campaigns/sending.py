@@ -472,11 +472,9 @@ class CampaignSender:
         try:
             staged = getattr(sender, "send_staged", None)
             if staged is not None:
-                receipt = await staged(outbound, lambda: handover.hand(row["id"]))
+                receipt = await staged(outbound, lambda: handover.hand_before_end(row["id"]))
             else:
-                answer = await handover.hand(row["id"])
-                if answer is not None:
-                    await answer
+                await handover.hand(row["id"])
                 receipt = await sender.send(outbound)
         except HandoverRefusedError:
             await self._refused(row)
