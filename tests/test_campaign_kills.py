@@ -21,6 +21,7 @@ often and prints how many messages each kill lost.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import signal
@@ -34,6 +35,7 @@ from pathlib import Path
 import httpx
 import pytest
 from sqlalchemy import select, text, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bench.mixed_recipients import fill
 from hub.campaigns.sending import CampaignSender
@@ -231,18 +233,30 @@ async def test_a_campaign_killed_twenty_times_at_random_reaches_nobody_twice_and
     assert {received[address] for address in cut_off - missing} <= {1}
 
 
-WAITING_HAND_OFFS = (
-    "FROM pg_stat_activity WHERE datname = current_database() "
+WAITING_HAND_OFFS = text(
+    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
     "AND wait_event_type = 'Lock' AND query LIKE 'UPDATE outbox SET status = ''handed''%'"
 )
+LOCK_TRIES = 20
+HAND_OFF_SECONDS = 2.0  # for a worker mid-batch to reach its next hand-off
 
 
-async def wait_for_hand_offs(hub: Hub, count: int) -> None:
-    """Until `count` hand-offs wait for the lock (their content already on the wire)."""
-    query = text(f"SELECT count(*) {WAITING_HAND_OFFS}")
-    async with asyncio.timeout(30), hub.engine.connect() as connection:
-        while (await connection.scalar(query)) < count:  # noqa: ASYNC110 - polls
-            await asyncio.sleep(0.01)
+async def hold_every_hand_off(hub: Hub, locking: AsyncConnection) -> None:
+    """Lock the outbox until every worker waits in a hand-off, its content on the wire.
+
+    A worker that meets the lock while claiming its next batch instead never gets
+    there (a statement still being prepared does not even show in pg_stat_activity):
+    the lock is let go, and taken again once a few more messages went out."""
+    for _ in range(LOCK_TRIES):
+        await locking.execute(text("LOCK TABLE outbox IN SHARE MODE"))
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(HAND_OFF_SECONDS), hub.engine.connect() as connection:
+                while await connection.scalar(WAITING_HAND_OFFS) < CONNECTIONS:  # noqa: ASYNC110
+                    await asyncio.sleep(0.01)
+                return
+        await locking.rollback()
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"in {LOCK_TRIES} tries, the lock never held every worker's hand-off")
 
 
 @pytest.mark.usefixtures("on_postgresql")
@@ -266,8 +280,7 @@ async def test_a_sender_killed_between_the_content_and_its_commit_loses_nothing(
         # content sent and its end of data not; then the sender dies. Its UPDATEs
         # are carried out once the lock goes, but their COMMITs never came.
         async with hub.engine.connect() as locking:
-            await locking.execute(text("LOCK TABLE outbox IN SHARE MODE"))
-            await wait_for_hand_offs(hub, CONNECTIONS)
+            await hold_every_hand_off(hub, locking)
             await forks.kill_sender(pid)
             await locking.rollback()
     finally:
