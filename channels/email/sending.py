@@ -93,6 +93,7 @@ from hub.delivery import (
     UnknownDeliveryError,
 )
 from hub.settings import ENV_PREFIX, Settings, SettingsError
+from hub.transports import drained
 from hub.values import Outbound
 
 log = logging.getLogger(__name__)
@@ -105,7 +106,6 @@ QUIT_SECONDS = 5.0
 START_MAIL_INPUT = 354
 COMPLETED = 250
 END_OF_DATA = b".\r\n"  # after content that ends in CRLF: the CRLF.CRLF of RFC 5321
-FLUSH_POLL_SECONDS = 0.001
 # 7-bit bodies (quoted-printable or base64 where needed) ask nothing of the
 # relay: no 8BITMIME. Lines end in CRLF, as SMTP wants.
 POLICY = email.policy.SMTP.clone(cte_type="7bit")
@@ -364,12 +364,13 @@ class SmtpSender:
     async def _flushed(self, protocol: SMTPProtocol) -> None:
         """Wait until the transport has handed everything to the kernel, so that the end
         of data goes out with the write that follows the commit, not later."""
-        waited = 0.0
-        while (transport := protocol.transport) is not None and transport.get_write_buffer_size():
-            if waited > self.timeout:
-                raise SMTPTimeoutError("timed out sending the message content")
-            await asyncio.sleep(FLUSH_POLL_SECONDS)
-            waited += FLUSH_POLL_SECONDS
+        transport = protocol.transport
+        if (
+            transport is not None
+            and not await drained(transport, self.timeout)
+            and not transport.is_closing()
+        ):
+            raise SMTPTimeoutError("timed out sending the message content")
         if protocol.transport is None or protocol.transport.is_closing():
             raise SMTPServerDisconnected("Connection lost")
 

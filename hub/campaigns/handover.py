@@ -46,11 +46,11 @@ from hub.blocks import block_refused_recipient
 from hub.campaigns.messages import outcome_entry
 from hub.context import Hub, Work
 from hub.models import OutboxMessage
+from hub.transports import drained
 
 log = logging.getLogger(__name__)
 FLUSH_ROWS = 100  # outcomes per group commit, at most
 FLUSH_SECONDS = 0.05
-FLUSH_POLL_SECONDS = 0.001
 FLUSH_TIMEOUT_SECONDS = 30.0
 
 
@@ -144,12 +144,9 @@ class Handover:
         commit = _Begun(driver.execute("COMMIT"))
         # The transport writes at once unless the socket is full; the end of data must
         # not leave before the COMMIT does (asyncpg has no public accessor for it).
-        waited = 0.0
-        while driver._transport.get_write_buffer_size():
-            if waited > FLUSH_TIMEOUT_SECONDS:  # the end of data is not written: resent
-                raise TimeoutError(f"the hand-off of outbox row {row_id} did not leave")
-            await asyncio.sleep(FLUSH_POLL_SECONDS)
-            waited += FLUSH_POLL_SECONDS
+        if not await drained(driver._transport, FLUSH_TIMEOUT_SECONDS):
+            # The end of data is not written: the row stays `sending`, to be sent again.
+            raise TimeoutError(f"the hand-off of outbox row {row_id} did not leave")
         return commit
 
     async def _settle(self) -> None:
