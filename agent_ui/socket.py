@@ -4,8 +4,9 @@ The socket is opened with the session cookie from a page of our own origin (a
 socket is not bound by the same-origin policy, so the Origin is checked here)
 and `?last_event_id=N`. It subscribes to the bus first and then replays what
 came after N, so no event falls between the two; a client too far behind to
-replay gets `{"type": "resync"}` and reloads its lists (so does every console
-when the Redis bus comes back after an outage, whose events may be lost). As
+replay (or more than `REPLAY_MOST` events behind) gets `{"type": "resync"}` and
+reloads its lists (so does every console when the Redis bus comes back after an
+outage, whose events may be lost). As
 Zulip's event queues do, it sends a heartbeat (with the newest event id it has
 passed, sent or not) when nothing went out for `HEARTBEAT_SECONDS`: a task of its own
 with one timer per heartbeat, not a timeout around every event's wait. Events
@@ -66,6 +67,11 @@ FORWARDED_KEYS = (
 )
 COLLISION_TYPES = {"viewing": "agent.viewing", "typing": "agent.typing", "left": "agent.left"}
 ENCODED_KEPT = 1_000
+# A console further behind than this many events reloads its lists instead (`resync`,
+# with the id to resume from): cheaper than going through them one by one, and the
+# replay, one frame, stays small (a client may refuse a big one: Python's websockets
+# over 1 MiB, some 4,000 events).
+REPLAY_MOST = 1_000
 # Event id -> (the event, its frame as JSON), the newest ENCODED_KEPT.
 _ENCODED: OrderedDict[int, tuple[Event, str]] = OrderedDict()
 POLICY_VIOLATION = 1008
@@ -273,6 +279,10 @@ async def _write(websocket: WebSocket, hub: Hub, feed: Feed, subscription: Any, 
     feed.last_id = after
     if missed is None:
         await websocket.send_json({"type": "resync"})
+        missed = []
+    elif len(missed) > REPLAY_MOST:
+        feed.last_id = missed[-1].id
+        await websocket.send_json({"type": "resync", "id": feed.last_id})
         missed = []
     await _forward(websocket, feed, missed)
     while True:

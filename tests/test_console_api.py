@@ -19,8 +19,10 @@ from sqlalchemy import select
 
 from agent_ui.console import birthday_in
 from agent_ui.i18n import LABELS
+from agent_ui.socket import REPLAY_MOST
 from channels.email.inbound import take_message
 from hub.context import Hub
+from hub.events import Event
 from hub.intake import accept_inbound
 from hub.mailboxes import keep_raw
 from hub.models import Agent, Attachment, Interaction
@@ -442,6 +444,29 @@ async def test_the_agent_socket_resumes_from_the_last_event_id_it_saw(
         "interaction_id",
         "direction",
     }
+
+
+async def test_a_console_too_far_behind_is_told_to_reload_from_the_newest_event(
+    hub: Hub, live_url: str, agent: SignedIn
+):
+    async with httpx.AsyncClient(base_url=live_url) as web:
+        await web.post("/login", data={"email": agent.email, "password": PASSWORD})
+        cookie = f"omnihub_session={web.cookies['omnihub_session']}"
+    ws_url = live_url.replace("http://", "ws://") + "/agent/ws"
+    headers = {"Cookie": cookie, "Origin": live_url}
+    seen = hub.bus.last_id()
+    typing = {"agent_id": agent.id, "conversation_id": 1, "hello": False}
+    await hub.bus.publish([Event("agent.typing", typing) for _ in range(REPLAY_MOST + 1)])
+    newest = hub.bus.last_id()
+
+    resume = f"{ws_url}?last_event_id={seen}"
+    async with websockets.connect(resume, additional_headers=headers) as ws:
+        told = json.loads(await ws.recv())
+        await hub.bus.publish([Event("agent.typing", typing)])
+        then = json.loads(await ws.recv())
+
+    assert told == {"type": "resync", "id": newest}
+    assert then["type"] == "agent.typing" and then["id"] > newest
 
 
 async def next_conversation_event(ws) -> dict:
