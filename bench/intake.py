@@ -50,6 +50,7 @@ from contextlib import asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 from argon2 import PasswordHasher
@@ -77,6 +78,7 @@ PUBLIC_URL = "http://hub.bench.example"
 MAIL_FROM = "service@bench.example"
 EMAIL, PASSWORD = "supervisor@bench.example", "bench-intake-password"
 START_SECONDS = 90.0
+TRY_AGAIN_LATER = 1013  # the hub closed a console that fell behind: resume
 
 
 def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
@@ -280,36 +282,61 @@ async def offer(bases: list[str], kind: str, rate: float, seconds: float, first:
 # --- the agent's socket -------------------------------------------------------
 
 
+@dataclass
+class Console:
+    """What a supervisor's console socket saw: interaction id -> when its
+    `message.received` arrived. A hub closes a console that fell behind
+    (1013); this one then resumes from the last event id it had, as the
+    console's page does, and counts it in `resumed`."""
+
+    seen: dict[int, float] = field(default_factory=dict)
+    last_id: int = 0
+    resumed: int = 0
+
+    def note(self, message: Any) -> None:
+        for frame in message if isinstance(message, list) else [message]:
+            if isinstance(frame.get("id"), int) and frame.get("type") != "resync":
+                self.last_id = max(self.last_id, frame["id"])
+            if frame.get("type") == "message.received":
+                interaction = frame.get("data", {}).get("interaction_id")
+                if isinstance(interaction, int):
+                    self.seen.setdefault(interaction, time.perf_counter())
+
+
 @asynccontextmanager
-async def console(base: str) -> AsyncIterator[dict[int, float]]:
-    """A supervisor's console socket on `base`; interaction id -> when its event arrived."""
-    seen: dict[int, float] = {}
+async def console(base: str) -> AsyncIterator[Console]:
+    """A supervisor's console socket on `base`, open for the length of the block."""
     async with httpx.AsyncClient(base_url=base) as client:
         answer = await client.post("/login", json={"email": EMAIL, "password": PASSWORD})
         answer.raise_for_status()
         cookie = f"omnihub_session={answer.cookies['omnihub_session']}"
-    ws_base = base.replace("http://", "ws://")
+    url = f"{base.replace('http://', 'ws://')}/agent/ws"
     headers = {"Cookie": cookie, "Origin": base}
-    async with connect(f"{ws_base}/agent/ws", additional_headers=headers) as ws:
+    watched = Console()
+    opened: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
-        async def read() -> None:
-            try:
-                async for raw in ws:
-                    message = json.loads(raw)
-                    for frame in message if isinstance(message, list) else [message]:
-                        if frame.get("type") == "message.received":
-                            interaction = frame.get("data", {}).get("interaction_id")
-                            if isinstance(interaction, int):
-                                seen.setdefault(interaction, time.perf_counter())
-            except ConnectionClosed:
+    async def follow() -> None:
+        while True:
+            resume = f"?last_event_id={watched.last_id}" if watched.last_id else ""
+            async with connect(url + resume, additional_headers=headers) as ws:
+                if not opened.done():
+                    opened.set_result(None)
+                with suppress(ConnectionClosed):
+                    async for raw in ws:
+                        watched.note(json.loads(raw))
+            if ws.close_code != TRY_AGAIN_LATER:
                 return
+            watched.resumed += 1
 
-        reader = asyncio.create_task(read())
-        try:
-            yield seen
-        finally:
-            reader.cancel()
-            await asyncio.gather(reader, return_exceptions=True)
+    follower = asyncio.create_task(follow())
+    try:
+        await asyncio.wait({follower, opened}, return_when=asyncio.FIRST_COMPLETED)
+        if not opened.done():
+            await follower  # it could not connect: raise why
+        yield watched
+    finally:
+        follower.cancel()
+        await asyncio.gather(follower, return_exceptions=True)
 
 
 async def to_agent(hub_: Hub, step: Step, seen: dict[int, float]) -> list[float]:
@@ -394,7 +421,7 @@ async def _run_hub(
             try:
                 steps, delays = [], []
                 first = await warm_up(bases, "hub", arguments)
-                async with console(bases[0]) as seen:
+                async with console(bases[0]) as watched:
                     for rate in rates_of(arguments, goal):
                         before = cpu_seconds(pids)
                         step = await offer(bases, "hub", rate, arguments.seconds, first)
@@ -403,8 +430,11 @@ async def _run_hub(
                         step.cpu = cpu_used(pids, before)
                         step.unsent = await unsent(checker)
                         steps.append(step)
-                        delays.append(await to_agent(checker, step, seen))
+                        delays.append(await to_agent(checker, step, watched.seen))
                         print_step(f"hub x{processes}", step, delays[-1], arguments.max_p99)
+                        if watched.resumed:
+                            print(f"    the console fell behind and resumed {watched.resumed}x")
+                            watched.resumed = 0
                         if not step.holds(arguments.max_p99):
                             break
             finally:

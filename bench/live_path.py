@@ -134,10 +134,10 @@ async def until_flowing(sink: Sink, seconds: float = 300) -> int:
 async def measure(
     base: str, checker: Hub, arguments: argparse.Namespace, label: str
 ) -> dict[str, Any]:
-    async with console(base) as seen:
+    async with console(base) as watched:
         step = await offer([base], "hub", arguments.rate, arguments.seconds, first=0)
         await asyncio.sleep(1.0)
-        delays = await to_agent(checker, step, seen)
+        delays = await to_agent(checker, step, watched.seen)
     figures = {
         "answered": step.share_answered,
         "request_p99": percentile(step.latencies, 0.99) * 1e3,
