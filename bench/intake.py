@@ -295,7 +295,7 @@ class Console:
 
     def note(self, message: Any) -> None:
         for frame in message if isinstance(message, list) else [message]:
-            if isinstance(frame.get("id"), int) and frame.get("type") != "resync":
+            if isinstance(frame.get("id"), int):  # a resync's too: the page resumes from it
                 self.last_id = max(self.last_id, frame["id"])
             if frame.get("type") == "message.received":
                 interaction = frame.get("data", {}).get("interaction_id")
