@@ -15,7 +15,10 @@ less than 90 % of the offered rate achieved (a backlog), or request p99 over
 shows). For every step it reports what was offered and achieved, and p50/p99
 of the request and, for the hub, of request to the `message.received` event
 on the agent's socket (matched to its request through the stored interaction
-after the step; both processes' clocks are the machine's CLOCK_MONOTONIC).
+after the step; both processes' clocks are the machine's CLOCK_MONOTONIC),
+the servers' CPU a request, and the share of the machine's CPU time stolen
+by the hypervisor over the step when there was any (a virtual machine's
+noise: the p99 of a step depends on it as much as on the load).
 
 The baseline, same run and database server: a bare FastAPI endpoint on one
 uvicorn process doing one INSERT per request through SQLAlchemy's async
@@ -78,6 +81,7 @@ PUBLIC_URL = "http://hub.bench.example"
 MAIL_FROM = "service@bench.example"
 EMAIL, PASSWORD = "supervisor@bench.example", "bench-intake-password"
 START_SECONDS = 90.0
+STEAL_SHOWN = 0.001  # a step's CPU steal is reported from this share up
 TRY_AGAIN_LATER = 1013  # the hub closed a console that fell behind: resume
 
 
@@ -178,6 +182,23 @@ def cpu_used(pids: list[int], before: float | None) -> float | None:
     return now - before if now is not None and before is not None else None
 
 
+def machine_times() -> tuple[int, int] | None:
+    """(stolen, all) CPU time of the machine so far, in ticks; None where /proc is not."""
+    try:
+        first = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    except OSError:
+        return None
+    ticks = [int(field) for field in first[1:9]]  # user ... softirq, steal
+    return ticks[7], sum(ticks)
+
+
+def steal_share(before: tuple[int, int] | None) -> float | None:
+    now = machine_times()
+    if now is None or before is None or now[1] == before[1]:
+        return None
+    return (now[0] - before[0]) / (now[1] - before[1])
+
+
 async def wait_until_ready(bases: list[str]) -> None:
     deadline = time.monotonic() + START_SECONDS
     async with httpx.AsyncClient() as client:
@@ -212,6 +233,14 @@ class Step:
     # The hub's outbox rows not yet sent at the step's end (the web form's
     # confirmations): background work the servers put off under load.
     unsent: int | None = None
+    # The share of the machine's CPU time the hypervisor gave to others over the step
+    # (steal): a virtual machine's noise, which no code here can help.
+    steal: float | None = None
+
+    @property
+    def noted_steal(self) -> float | None:
+        """The step's CPU steal, when there was enough to mention."""
+        return self.steal if self.steal is not None and self.steal >= STEAL_SHOWN else None
 
     @property
     def cpu_per_request(self) -> float | None:
@@ -423,11 +452,11 @@ async def _run_hub(
                 first = await warm_up(bases, "hub", arguments)
                 async with console(bases[0]) as watched:
                     for rate in rates_of(arguments, goal):
-                        before = cpu_seconds(pids)
+                        before, machine = cpu_seconds(pids), machine_times()
                         step = await offer(bases, "hub", rate, arguments.seconds, first)
                         first += step.offered
                         await asyncio.sleep(1.0)  # the last events on their way
-                        step.cpu = cpu_used(pids, before)
+                        step.cpu, step.steal = cpu_used(pids, before), steal_share(machine)
                         step.unsent = await unsent(checker)
                         steps.append(step)
                         delays.append(await to_agent(checker, step, watched.seen))
@@ -464,10 +493,10 @@ async def run_bare(arguments: argparse.Namespace) -> Outcome:
             steps: list[Step] = []
             first = await warm_up([base], "bare", arguments)
             for rate in rates_of(arguments):
-                before = cpu_seconds(pids)
+                before, machine = cpu_seconds(pids), machine_times()
                 step = await offer([base], "bare", rate, arguments.seconds, first)
                 first += step.offered
-                step.cpu = cpu_used(pids, before)
+                step.cpu, step.steal = cpu_used(pids, before), steal_share(machine)
                 steps.append(step)
                 print_step("bare INSERT", step, [], arguments.max_p99)
                 if not step.holds(arguments.max_p99):
@@ -497,18 +526,22 @@ def print_step(label: str, step: Step, delays: list[float], max_p99: float) -> N
         line += f"  server CPU {step.cpu_per_request * 1e3:.1f} ms a request"
     if step.unsent is not None:
         line += f"  e-mail unsent {step.unsent:,}"
+    if step.noted_steal is not None:
+        line += f"  CPU steal {step.noted_steal:.1%}"
     line += "" if step.holds(max_p99) else "  (does not hold: the ramp stops)"
     print(line, flush=True)
 
 
 def cpu_text(outcome: Outcome, index: int | None) -> str:
     """`, N ms CPU a request` at that step, when the servers' CPU was read, and the
-    e-mail they had put off by its end."""
+    e-mail they had put off by its end, and the CPU steal over it (if any)."""
     step = outcome.steps[index] if index is not None else None
     cpu = step.cpu_per_request if step is not None else None
     text = f", {cpu * 1e3:.1f} ms CPU a request" if cpu is not None else ""
     if step is not None and step.unsent is not None:
         text += f", {step.unsent:,} e-mails unsent at its end"
+    if step is not None and step.noted_steal is not None:
+        text += f", CPU steal {step.noted_steal:.1%}"
     return text
 
 
