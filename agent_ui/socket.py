@@ -6,11 +6,11 @@ and `?last_event_id=N`. It subscribes to the bus first and then replays what
 came after N, so no event falls between the two; a client too far behind to
 replay (or more than `REPLAY_MOST` events behind) gets `{"type": "resync"}` and
 reloads its lists (so does every console when the Redis bus comes back after an
-outage, whose events may be lost). As
-Zulip's event queues do, it sends a heartbeat (with the newest event id it has
-passed, sent or not) when nothing went out for `HEARTBEAT_SECONDS`: a task of its own
-with one timer per heartbeat, not a timeout around every event's wait. Events
-that are waiting together (one commit's) go out together, as a list of frames.
+outage, whose events may be lost). As Zulip's event queues do, it sends a
+heartbeat (with the newest event id it has passed, sent or not) when nothing
+went out for `HEARTBEAT_SECONDS`: a task of its own with one timer per
+heartbeat, not a timeout around every event's wait. Events that are waiting
+together (one commit's) go out together, as a list of frames.
 
 What the socket forwards is the event's type, id and ids only, never customer
 data, and only events about conversations the agent may see
