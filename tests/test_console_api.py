@@ -415,14 +415,21 @@ async def test_customer_text_is_escaped_in_every_fragment(
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in pane
 
 
-async def test_the_agent_socket_resumes_from_the_last_event_id_it_saw(
-    hub: Hub, live_url: str, agent: SignedIn
-):
+async def agent_socket(live_url: str, agent: SignedIn) -> tuple[str, dict[str, str]]:
+    """The console socket's URL and the headers of the agent's signed-in page."""
     async with httpx.AsyncClient(base_url=live_url) as web:
         await web.post("/login", data={"email": agent.email, "password": PASSWORD})
         cookie = f"omnihub_session={web.cookies['omnihub_session']}"
-    ws_url = live_url.replace("http://", "ws://") + "/agent/ws"
-    headers = {"Cookie": cookie, "Origin": live_url}
+    return live_url.replace("http://", "ws://") + "/agent/ws", {
+        "Cookie": cookie,
+        "Origin": live_url,
+    }
+
+
+async def test_the_agent_socket_resumes_from_the_last_event_id_it_saw(
+    hub: Hub, live_url: str, agent: SignedIn
+):
+    ws_url, headers = await agent_socket(live_url, agent)
 
     async with websockets.connect(f"{ws_url}?last_event_id=0", additional_headers=headers) as ws:
         await an_inquiry(hub)
@@ -449,11 +456,7 @@ async def test_the_agent_socket_resumes_from_the_last_event_id_it_saw(
 async def test_a_console_too_far_behind_is_told_to_reload_from_the_newest_event(
     hub: Hub, live_url: str, agent: SignedIn
 ):
-    async with httpx.AsyncClient(base_url=live_url) as web:
-        await web.post("/login", data={"email": agent.email, "password": PASSWORD})
-        cookie = f"omnihub_session={web.cookies['omnihub_session']}"
-    ws_url = live_url.replace("http://", "ws://") + "/agent/ws"
-    headers = {"Cookie": cookie, "Origin": live_url}
+    ws_url, headers = await agent_socket(live_url, agent)
     seen = hub.bus.last_id()
     typing = {"agent_id": agent.id, "conversation_id": 1, "hello": False}
     await hub.bus.publish([Event("agent.typing", typing) for _ in range(REPLAY_MOST + 1)])
@@ -536,11 +539,7 @@ async def test_the_socket_tells_an_agent_nothing_of_conversations_they_may_not_s
 ):
     teamed = await make_agent("agent", name="Teamed")
     await set_teams(hub, teamed, ["key_accounts"])
-    async with httpx.AsyncClient(base_url=live_url) as web:
-        await web.post("/login", data={"email": teamed.email, "password": PASSWORD})
-        cookie = f"omnihub_session={web.cookies['omnihub_session']}"
-    ws_url = live_url.replace("http://", "ws://") + "/agent/ws"
-    headers = {"Cookie": cookie, "Origin": live_url}
+    ws_url, headers = await agent_socket(live_url, teamed)
 
     async with websockets.connect(ws_url, additional_headers=headers) as ws:
         _, hidden = await an_inquiry(hub)  # the pool: not Teamed's queue
