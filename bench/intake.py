@@ -16,9 +16,11 @@ shows). For every step it reports what was offered and achieved, and p50/p99
 of the request and, for the hub, of request to the `message.received` event
 on the agent's socket (matched to its request through the stored interaction
 after the step; both processes' clocks are the machine's CLOCK_MONOTONIC),
-the servers' CPU a request, and the share of the machine's CPU time stolen
-by the hypervisor over the step when there was any (a virtual machine's
-noise: the p99 of a step depends on it as much as on the load).
+the servers' CPU a request, how busy the machine's cores were over the step
+(every process on it: near 100 % each round trip waits for a core), and the
+share of the machine's CPU time stolen by the hypervisor when there was any
+(a virtual machine's noise: the p99 of a step depends on it as much as on
+the load).
 
 The baseline, same run and database server: a bare FastAPI endpoint on one
 uvicorn process doing one INSERT per request through SQLAlchemy's async
@@ -182,21 +184,33 @@ def cpu_used(pids: list[int], before: float | None) -> float | None:
     return now - before if now is not None and before is not None else None
 
 
-def machine_times() -> tuple[int, int] | None:
-    """(stolen, all) CPU time of the machine so far, in ticks; None where /proc is not."""
+@dataclass(frozen=True, slots=True)
+class MachineTimes:
+    """The machine's CPU time so far, all cores, in ticks (`/proc/stat`)."""
+
+    busy: int  # neither idle nor waiting for I/O (steal not counted)
+    stolen: int  # given by the hypervisor to other machines
+    total: int
+
+
+def machine_times() -> MachineTimes | None:
+    """None where /proc is not."""
     try:
         first = Path("/proc/stat").read_text().split("\n", 1)[0].split()
     except OSError:
         return None
-    ticks = [int(field) for field in first[1:9]]  # user ... softirq, steal
-    return ticks[7], sum(ticks)
+    user, nice, system, idle, iowait, irq, softirq, steal = (int(f) for f in first[1:9])
+    busy = user + nice + system + irq + softirq
+    return MachineTimes(busy, steal, busy + idle + iowait + steal)
 
 
-def steal_share(before: tuple[int, int] | None) -> float | None:
+def machine_shares(before: MachineTimes | None) -> tuple[float | None, float | None]:
+    """(busy, stolen): the shares of the machine's CPU time since `before`."""
     now = machine_times()
-    if now is None or before is None or now[1] == before[1]:
-        return None
-    return (now[0] - before[0]) / (now[1] - before[1])
+    if now is None or before is None or now.total == before.total:
+        return None, None
+    span = now.total - before.total
+    return (now.busy - before.busy) / span, (now.stolen - before.stolen) / span
 
 
 async def wait_until_ready(bases: list[str]) -> None:
@@ -236,6 +250,10 @@ class Step:
     # The share of the machine's CPU time the hypervisor gave to others over the step
     # (steal): a virtual machine's noise, which no code here can help.
     steal: float | None = None
+    # The share of the machine's CPU time busy over the step (all processes, generator
+    # and database included): near 100 %, every process waits for a core, and each
+    # round trip between them for a wake-up.
+    busy: float | None = None
 
     @property
     def noted_steal(self) -> float | None:
@@ -454,9 +472,10 @@ async def _run_hub(
                     for rate in rates_of(arguments, goal):
                         before, machine = cpu_seconds(pids), machine_times()
                         step = await offer(bases, "hub", rate, arguments.seconds, first)
+                        step.busy, step.steal = machine_shares(machine)
                         first += step.offered
                         await asyncio.sleep(1.0)  # the last events on their way
-                        step.cpu, step.steal = cpu_used(pids, before), steal_share(machine)
+                        step.cpu = cpu_used(pids, before)
                         step.unsent = await unsent(checker)
                         steps.append(step)
                         delays.append(await to_agent(checker, step, watched.seen))
@@ -496,7 +515,8 @@ async def run_bare(arguments: argparse.Namespace) -> Outcome:
                 before, machine = cpu_seconds(pids), machine_times()
                 step = await offer([base], "bare", rate, arguments.seconds, first)
                 first += step.offered
-                step.cpu, step.steal = cpu_used(pids, before), steal_share(machine)
+                step.busy, step.steal = machine_shares(machine)
+                step.cpu = cpu_used(pids, before)
                 steps.append(step)
                 print_step("bare INSERT", step, [], arguments.max_p99)
                 if not step.holds(arguments.max_p99):
@@ -526,6 +546,8 @@ def print_step(label: str, step: Step, delays: list[float], max_p99: float) -> N
         line += f"  server CPU {step.cpu_per_request * 1e3:.1f} ms a request"
     if step.unsent is not None:
         line += f"  e-mail unsent {step.unsent:,}"
+    if step.busy is not None:
+        line += f"  machine busy {step.busy:.0%}"
     if step.noted_steal is not None:
         line += f"  CPU steal {step.noted_steal:.1%}"
     line += "" if step.holds(max_p99) else "  (does not hold: the ramp stops)"
@@ -534,12 +556,15 @@ def print_step(label: str, step: Step, delays: list[float], max_p99: float) -> N
 
 def cpu_text(outcome: Outcome, index: int | None) -> str:
     """`, N ms CPU a request` at that step, when the servers' CPU was read, and the
-    e-mail they had put off by its end, and the CPU steal over it (if any)."""
+    e-mail they had put off by its end, how busy the machine was and the CPU steal over
+    it (if any)."""
     step = outcome.steps[index] if index is not None else None
     cpu = step.cpu_per_request if step is not None else None
     text = f", {cpu * 1e3:.1f} ms CPU a request" if cpu is not None else ""
     if step is not None and step.unsent is not None:
         text += f", {step.unsent:,} e-mails unsent at its end"
+    if step is not None and step.busy is not None:
+        text += f", machine busy {step.busy:.0%}"
     if step is not None and step.noted_steal is not None:
         text += f", CPU steal {step.noted_steal:.1%}"
     return text
