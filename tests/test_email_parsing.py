@@ -100,6 +100,26 @@ def test_rfc2047_q_latin1_subject_over_folded_lines_and_sender_name_are_decoded(
     assert parsed.text == "Sehr geehrte Damen und Herren, ich kündige.\n"
 
 
+def test_a_sender_name_split_into_encoded_words_over_folded_lines_reads_back_whole():
+    raw = (
+        b"From: =?utf-8?q?J=C3=BCrgen_Wei?=\r\n =?utf-8?q?=C3=9F?= <jw@example.de>\r\n"
+        b"To: =?utf-8?b?QW5uYQ==?= =?utf-8?b?LUxlbmE=?= <al@example.de>\r\n"
+        b"Subject: Hallo\r\n\r\nText\r\n"
+    )
+
+    parsed = parse_mail(raw, MB)
+
+    assert parsed.sender_name == "Jürgen Weiß"
+    assert parsed.sender_address == "jw@example.de"
+    assert parsed.to == ("al@example.de",)
+
+
+def test_plain_words_between_encoded_words_keep_their_spaces():
+    raw = b"From: =?utf-8?q?Dr.?= Anna =?utf-8?q?M=C3=BCller?= <am@example.de>\r\n\r\nText\r\n"
+
+    assert parse_mail(raw, MB).sender_name == "Dr. Anna Müller"
+
+
 def test_crlf_encoded_in_the_subject_becomes_spaces_not_a_new_header():
     parsed = parse("subject_crlf_injection.eml")
 

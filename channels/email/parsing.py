@@ -57,6 +57,9 @@ T = TypeVar("T")
 MAX_FILENAME_CHARS = 255
 MAX_DEPTH = 40
 MAX_HEADER_CHARS = 16_384
+# An RFC 2047 encoded-word, and one followed by only whitespace and another.
+_WORD = r"=\?[^?\s]+\?[BbQq]\?[^?\s]*\?="
+_ADJACENT_WORDS = re.compile(rf"({_WORD})\s+(?={_WORD})")
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,7 +255,7 @@ def _subject(msg: Message) -> str:
 def _addresses(msg: Message, name: str) -> list[tuple[str, str]]:
     """(display name, addr-spec) pairs; the raw header is the fallback for garbage."""
     try:
-        header = msg.get(name) if _fits_registry(msg, name) else None
+        header = _address_header(msg, name) if _fits_registry(msg, name) else None
         pairs = [(a.display_name, a.addr_spec) for a in getattr(header, "addresses", ())]
     except Exception:  # the registry's address parser has its own failure modes
         pairs = []
@@ -260,6 +263,18 @@ def _addresses(msg: Message, name: str) -> list[tuple[str, str]]:
         raw = raw_headers(msg, name)
         pairs = [pair for pair in getaddresses(raw) if any(pair)] if raw else []
     return [(one_line(display), one_line(spec)) for display, spec in pairs]
+
+
+def _address_header(msg: Message, name: str) -> object | None:
+    """The header as the registry parses it, its adjacent encoded-words joined first.
+
+    Whitespace between two encoded-words is not text (RFC 2047 section 6.2): a
+    long name is sent as several words, folded over lines. The stdlib drops it
+    in unstructured headers (Subject) but keeps it in an address's display
+    name, so "Jürgen Weiß" split into two words would come back with a space.
+    """
+    raw = raw_header(msg, name)
+    return None if raw is None else POLICY.header_fetch_parse(name, _ADJACENT_WORDS.sub(r"\1", raw))
 
 
 def _sender(msg: Message) -> tuple[str | None, str | None]:
