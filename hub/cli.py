@@ -12,7 +12,7 @@ import secrets
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 import uvicorn
@@ -20,6 +20,9 @@ import uvicorn
 from hub.context import Hub
 from hub.errors import HubError
 from hub.settings import ENV_PREFIX, Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 app = typer.Typer(
     help="omnihub: the omnichannel communication hub.",
@@ -45,6 +48,14 @@ T = TypeVar("T")
 def fail(message: str) -> typer.Exit:
     typer.echo(f"omnihub: {message}", err=True)
     return typer.Exit(2)
+
+
+def progress_bar(**options: Any) -> Progress:
+    """rich's progress bar on a terminal; none where the output goes to a file or a
+    pipe, which would get its frames, or an empty line for a transient one."""
+    from rich.progress import Progress  # only the commands that show one pay its import
+
+    return Progress(disable=not sys.stdout.isatty(), **options)
 
 
 def settings_or_exit(**overrides: Any) -> Settings:
@@ -246,14 +257,12 @@ def import_customers_command(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
 ) -> None:
     """Upsert customers from CSV; reports every rejected row and why."""
-    from rich.progress import Progress
-
     from hub.importer import import_customers
 
     settings = settings_or_exit()
 
     async def load(hub: Hub) -> Any:
-        with Progress(transient=True) as progress:
+        with progress_bar(transient=True) as progress:
             task = progress.add_task("importing", total=None)
             return await import_customers(
                 hub, file, lambda done, total: progress.update(task, completed=done, total=total)
@@ -321,8 +330,6 @@ def tiers_recompute(
 @campaign_app.command("send")
 def campaign_send(campaign_id: int) -> None:
     """Send an approved campaign (or resume one that is sending), with a progress bar."""
-    from rich.progress import Progress
-
     from hub.app import campaign_senders, wire_channels
     from hub.campaigns.command import send_with_progress
 
@@ -332,7 +339,7 @@ def campaign_send(campaign_id: int) -> None:
         wiring = wire_channels(settings, hub)
         senders = campaign_senders(settings, wiring, given=False)
         try:
-            with Progress() as progress:
+            with progress_bar() as progress:
                 task = progress.add_task(f"campaign {campaign_id}", total=None)
                 return await send_with_progress(
                     hub,

@@ -250,12 +250,12 @@ def test_import_customers_prints_what_it_created_updated_and_rejected(
     updated = run(omnihub, ["import", "customers", str(again)], env, tmp_path)
 
     assert rejected.returncode == 1, rejected.stderr
-    assert rejected.stdout.strip().splitlines() == [
+    assert rejected.stdout.splitlines() == [
         "2 created, 0 updated, 1 rejected",
         "  line 3: unknown tier 'Z': use A, B, C or leave it empty",
     ]
     assert updated.returncode == 0, updated.stderr
-    assert updated.stdout.strip().splitlines() == ["0 created, 1 updated, 0 rejected"]
+    assert updated.stdout.splitlines() == ["0 created, 1 updated, 0 rejected"]
 
 
 def test_import_of_a_file_with_an_unknown_column_stops_with_status_2_and_one_line(
