@@ -34,23 +34,13 @@ from argon2 import PasswordHasher
 import hub.agents
 from bench.campaign import Sink
 from bench.harness import Summary, scratch_database, summarise
-from bench.intake import (
-    EMAIL,
-    PASSWORD,
-    console,
-    free_port,
-    hub_environment,
-    offer,
-    percentile,
-    serve_command,
-    started,
-    to_agent,
-    wait_until_ready,
-)
+from bench.intake import EMAIL, PASSWORD, console, offer, percentile, to_agent
 from bench.mixed_recipients import fill
+from bench.servers import hub_environment, serve_command, started, wait_until_ready
 from hub.context import Hub
 from hub.db import migrate
 from hub.settings import load_settings
+from tests.peers.dovecot import free_port
 
 GOAL = 1.5
 AUTHOR, AUTHOR_PASSWORD = "author@bench.example", "bench-author-password"
