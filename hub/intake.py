@@ -7,8 +7,8 @@ conversation of that same customer or open a new one, store the interaction
 and its attachments, open a complaint when the inbound is one, ask the router
 who takes the conversation, and emit events (published after commit).
 
-A thread never crosses customers: a thread key only matches conversations of
-the customer the sender resolved to, whatever the headers claim.
+A thread never crosses customers: only the conversations of the customer the
+sender resolved to are looked at, whatever the headers claim (`hub.threads`).
 
 The channels' entry, `accept_inbound`, stores contacts that arrive while
 another is being stored together, in one transaction (`hub.group_commit`),
@@ -43,6 +43,7 @@ from hub.models import (
     Customer,
     Interaction,
 )
+from hub.threads import open_conversations_of, thread_into
 from hub.values import Inbound
 
 T = TypeVar("T")
@@ -229,14 +230,16 @@ async def store_many(work: Work, inbounds: list[Inbound], region: str) -> list[S
         for inbound, sender in zip(inbounds, senders, strict=True)
     ]
     customers, created = await resolve_customers(work.session, wanted)
-    open_of = await _open_conversations(work, {c.id for c in customers} - created)
+    open_of = await open_conversations_of(work, {c.id for c in customers} - created)
     threads: list[tuple[Conversation | None, bool, bool]] = []
     for inbound, customer in zip(inbounds, customers, strict=True):
         # A customer created just now has no conversation to look for; its first contact
         # is the one that created it.
         is_new_customer = customer.id in created and customer.id not in open_of
         conversations = open_of.setdefault(customer.id, [])
-        conversation, is_new_conversation = await _thread(work, conversations, customer, inbound)
+        conversation, is_new_conversation = await thread_into(
+            work, conversations, customer, inbound
+        )
         threads.append((conversation, is_new_customer, is_new_conversation))
     await work.session.flush()
     stored: list[Stored] = []
@@ -352,92 +355,6 @@ class Stored:
                 first=self.is_new_conversation,
             )
         _emit(work, self)
-
-
-async def _thread(
-    work: Work, conversations: list[Conversation], customer: Customer, inbound: Inbound
-) -> tuple[Conversation | None, bool]:
-    """The conversation the inbound joins, or a new one (added to `conversations`, the
-    customer's open ones, oldest first); automatic mail never starts one."""
-    conversation = await find_open_conversation(work, conversations, inbound)
-    if conversation is not None:
-        conversation.last_message_at = max(
-            conversation.last_message_at or inbound.received_at, inbound.received_at
-        )
-        return conversation, False
-    if inbound.automatic:
-        return None, False
-    conversation = Conversation(
-        customer_id=customer.id,
-        channel=inbound.channel,
-        subject=inbound.subject,
-        thread_key=inbound.thread_key,
-        created_at=inbound.received_at,
-        last_message_at=inbound.received_at,
-    )
-    work.session.add(conversation)
-    conversations.append(conversation)
-    return conversation, True
-
-
-async def _open_conversations(work: Work, customer_ids: set[int]) -> dict[int, list[Conversation]]:
-    """Each customer's open conversations, oldest first (customers without any left out)."""
-    if not customer_ids:
-        return {}
-    statement = (
-        select(Conversation)
-        .where(Conversation.customer_id.in_(sorted(customer_ids)), Conversation.status != "closed")
-        .order_by(Conversation.id)
-    )
-    open_of: dict[int, list[Conversation]] = {}
-    for conversation in await work.session.scalars(statement):
-        open_of.setdefault(conversation.customer_id, []).append(conversation)
-    return open_of
-
-
-def _newest(
-    conversations: list[Conversation], belongs: Callable[[Conversation], bool]
-) -> Conversation | None:
-    return next((c for c in reversed(conversations) if belongs(c)), None)
-
-
-async def _referenced(work: Work, conversations: list[Conversation], inbound: Inbound) -> set[int]:
-    """Which of these conversations hold an interaction the inbound refers to."""
-    ids = [c.id for c in conversations if c.id is not None]
-    if not ids:
-        return set()
-    statement = select(Interaction.conversation_id).where(
-        Interaction.conversation_id.in_(ids),
-        Interaction.channel == inbound.channel,
-        Interaction.external_id.in_(inbound.references),
-    )
-    return {found for found in await work.session.scalars(statement) if found is not None}
-
-
-async def find_open_conversation(
-    work: Work, conversations: list[Conversation], inbound: Inbound
-) -> Conversation | None:
-    """Which of the sender's own open conversations (oldest first) the inbound belongs to.
-
-    The rules, in order, the first that finds one wins (a thread never crosses
-    customers, since only the sender's customer's conversations are asked): the
-    conversations the channel hints at, those holding a message it refers to, the
-    same thread key, and, for a contact without thread key that is not automatic,
-    the newest one on the same channel.
-    """
-    if inbound.conversation_hints:
-        hinted = set(inbound.conversation_hints)
-        if found := _newest(conversations, lambda c: c.id in hinted):
-            return found
-    if inbound.references:
-        referenced = await _referenced(work, conversations, inbound)
-        if found := _newest(conversations, lambda c: c.id in referenced):
-            return found
-    if inbound.thread_key is not None:
-        return _newest(conversations, lambda c: c.thread_key == inbound.thread_key)
-    if inbound.automatic:
-        return None
-    return _newest(conversations, lambda c: c.channel == inbound.channel)
 
 
 async def _open_complaint(
