@@ -16,8 +16,8 @@ from collections.abc import Iterator
 from email.headerregistry import Address
 from typing import Any
 
+from channels.email.composition import COPIED_HEADERS, render_message
 from channels.email.parsing import ParsedMail
-from channels.email.sending import COPIED_HEADERS, render_message
 from hub.delivery import PermanentDeliveryError
 from hub.intake import MAX_EXTERNAL_ID, MAX_SUBJECT
 from hub.values import Inbound, Outbound

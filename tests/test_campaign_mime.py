@@ -10,7 +10,7 @@ from typing import Any, cast
 import pytest
 
 from channels.email.bulk import BulkSmtpSender, render_bulk
-from channels.email.sending import render_message
+from channels.email.composition import render_message
 from hub.values import Outbound
 from tests.peers.smtp import SmtpServer
 

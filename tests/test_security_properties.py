@@ -12,9 +12,9 @@ from html.parser import HTMLParser
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from channels.email.composition import COPIED_HEADERS, render_message, render_subject
 from channels.email.html_text import sanitise_html
 from channels.email.parsing import parse_mail
-from channels.email.sending import COPIED_HEADERS, render_message, render_subject
 from hub.values import Outbound
 
 ACTIVE_TAGS = {

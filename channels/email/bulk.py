@@ -27,13 +27,8 @@ from email.header import Header
 from email.headerregistry import Address
 from email.utils import format_datetime
 
-from channels.email.sending import (
-    POLICY,
-    SmtpSender,
-    check_recipient,
-    copied_headers,
-    render_subject,
-)
+from channels.email.composition import POLICY, check_recipient, copied_headers, render_subject
+from channels.email.sending import SmtpSender
 from hub.values import Outbound
 
 MAX_SUBJECT = 900  # well within RFC 5322's 998 characters a line, once encoded

@@ -1,14 +1,7 @@
 """Sending e-mail: `SmtpSender` delivers an `Outbound` through the SMTP relay in settings.
 
-The message is built here: From (settings.mail_from), To, Subject, Date, the
-hub's own HMAC'd Message-ID (see `message_ids`), and the few headers the hub
-may ask for in `outbound.headers` (`COPIED_HEADERS`; any other name is
-ignored; In-Reply-To and References keep only their <message-ids>). Header
-values can come from customers (a subject quoted back, a display name), so
-none of them can ever add a header: control characters become spaces, and
-RFC 2047 encoded-words are decoded until the value reads back unchanged, so
-an encoded CR/LF (or an encoded-word hiding another) ends up as harmless
-text. Text only is text/plain; text and HTML are multipart/alternative.
+The message is built by `channels.email.composition` (every header value
+made safe there).
 
 One connection is opened lazily and reused for every message, one message at
 a time (a lock). It is dropped after any error that leaves its state in
@@ -64,15 +57,10 @@ until the end of data is written the message can be sent again.
 from __future__ import annotations
 
 import asyncio
-import email.policy
 import logging
 import re
 import ssl
-from collections.abc import Awaitable, Callable, Mapping
-from datetime import UTC, datetime
-from email.headerregistry import Address
-from email.message import EmailMessage
-from email.utils import format_datetime
+from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Literal
 
@@ -88,6 +76,7 @@ from aiosmtplib import (
 )
 from aiosmtplib.protocol import SMTPProtocol
 
+from channels.email.composition import check_recipient, parse_mail_from, render_message
 from channels.email.message_ids import make_message_id, make_reply_address
 from hub.delivery import (
     DeliveryError,
@@ -110,30 +99,6 @@ QUIT_SECONDS = 5.0
 START_MAIL_INPUT = 354
 COMPLETED = 250
 END_OF_DATA = b".\r\n"  # after content that ends in CRLF: the CRLF.CRLF of RFC 5321
-# 7-bit bodies (quoted-printable or base64 where needed) ask nothing of the
-# relay: no 8BITMIME. Lines end in CRLF, as SMTP wants.
-POLICY = email.policy.SMTP.clone(cte_type="7bit")
-# The only headers copied from `outbound.headers`, by their lower-case name.
-COPIED_HEADERS = {
-    name.lower(): name
-    for name in (
-        "In-Reply-To",
-        "References",
-        "Reply-To",
-        "Auto-Submitted",
-        "List-Unsubscribe",
-        "List-Unsubscribe-Post",
-    )
-}
-# Headers that carry nothing but a list of <message-ids> (RFC 5322 section 3.6.4).
-MESSAGE_ID_HEADERS = {"In-Reply-To", "References"}
-_MESSAGE_ID = re.compile(r"<[^<>\s]+>")
-# C0 controls (CR, LF, TAB, NUL, ...), DEL, C1 controls, Unicode line breaks.
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-MAX_DECODE_ROUNDS = 5
-# Unstructured headers read back unchanged when they hold no control character,
-# nothing unprintable and no encoded-word (`=?`).
-_UNSTRUCTURED = {"subject", "auto-submitted", "list-unsubscribe", "list-unsubscribe-post"}
 _LINE_END = re.compile(rb"\r\n|\r|\n")
 _LEADING_DOT = re.compile(rb"(?m)^\.")
 _STEPS: dict[type[SMTPResponseException], str] = {
@@ -427,104 +392,6 @@ def choose_tls(tls: bool, port: int) -> TlsMode:
     if not tls:
         return "plain"
     return "implicit" if port == SUBMISSIONS_PORT else "starttls"
-
-
-def parse_mail_from(mail_from: str) -> Address:
-    """The one address in mail_from (`Service <service@example.com>` or a bare address)."""
-    value = find_safe_header_value("From", mail_from)
-    header = POLICY.header_factory("From", value) if value else None
-    addresses = getattr(header, "addresses", ())
-    if len(addresses) != 1 or not addresses[0].domain or not addresses[0].username:
-        raise ValueError(f"{mail_from!r} is not one e-mail address with a domain")
-    return addresses[0]
-
-
-def check_recipient(recipient: str) -> str:
-    """The bare address to deliver to; PermanentDeliveryError for one SMTP cannot carry."""
-    try:
-        address = Address(addr_spec=recipient.strip())
-    except Exception as error:  # ValueError, HeaderParseError, and IndexError on some junk
-        raise PermanentDeliveryError(f"not an e-mail address: {recipient!r}") from error
-    if not (address.username and address.domain and address.addr_spec.isascii()):
-        # A non-ASCII address needs SMTPUTF8 (RFC 6531), which this sender does not speak.
-        raise PermanentDeliveryError(f"cannot send to {recipient!r} over SMTP without SMTPUTF8")
-    return address.addr_spec
-
-
-def render_message(
-    outbound: Outbound, sender: Address, message_id: str, reply_to: str | None = None
-) -> EmailMessage:
-    message = EmailMessage(policy=POLICY)
-    message["From"] = sender
-    message["To"] = check_recipient(outbound.recipient)
-    if outbound.subject:
-        message["Subject"] = render_subject(outbound.subject)
-    message["Date"] = format_datetime(datetime.now(UTC))
-    message["Message-ID"] = message_id
-    copied = copied_headers(outbound.headers)
-    if reply_to and "Reply-To" not in copied:
-        message["Reply-To"] = Address(sender.display_name, addr_spec=reply_to)
-    for name, value in copied.items():
-        message[name] = value
-    message.set_content(outbound.text)
-    if outbound.html:
-        message.add_alternative(outbound.html, subtype="html")
-    return message
-
-
-def render_subject(subject: str) -> str:
-    """A subject that cannot add a header; one that will not settle loses its `=?` markers."""
-    safe = find_safe_header_value("Subject", subject)
-    if safe is not None:
-        return safe
-    defused = _CONTROL.sub(" ", subject).replace("=?", "= ?")
-    return find_safe_header_value("Subject", defused) or ""
-
-
-def copied_headers(headers: Mapping[str, object]) -> dict[str, str]:
-    """The whitelisted headers, by their proper names; unsafe values are left out."""
-    copied: dict[str, str] = {}
-    for key, value in headers.items():
-        name = COPIED_HEADERS.get(key.strip().lower())
-        if name is None or not isinstance(value, str):
-            continue
-        safe = find_safe_header_value(name, value)
-        if safe and name in MESSAGE_ID_HEADERS:
-            safe = " ".join(_MESSAGE_ID.findall(safe))
-        if safe:
-            copied[name] = safe
-        else:
-            log.warning("left out header %s: its value is not safe to send", name)
-    return copied
-
-
-def find_safe_header_value(name: str, value: str) -> str | None:
-    """The value as text the e-mail library reads back unchanged, or None.
-
-    Control characters become spaces, and encoded-words (RFC 2047) are decoded
-    round after round until nothing changes, so whatever they hid is plain text
-    that the generator encodes again on the way out. A value that does not
-    settle, cannot be parsed or parses with defects is refused.
-    """
-    if name.lower() in _UNSTRUCTURED and value.isprintable() and "=?" not in value:
-        return value  # nothing for the parser to change: spare it (a campaign's hot path)
-    text = _CONTROL.sub(" ", value)
-    for _ in range(MAX_DECODE_ROUNDS):
-        read = _read_back(name, text)
-        if read is None or read == text:
-            return read
-        text = read
-    return None
-
-
-def _read_back(name: str, text: str) -> str | None:
-    try:
-        header = POLICY.header_factory(name, text)
-    except Exception:  # the header parser has known crashes on hostile input
-        return None
-    if header.defects:
-        return None
-    return _CONTROL.sub(" ", str(header))
 
 
 def stuff_content(content: bytes) -> bytes:
