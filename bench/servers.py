@@ -1,5 +1,5 @@
-"""The servers a load benchmark runs: hub processes (`omnihub serve`) on a scratch
-database, started and stopped around a block, their readiness, and the CPU
+"""The servers a load benchmark runs (hub processes, `omnihub serve`, or the bare
+endpoint): started and stopped around a block, their readiness, and the CPU
 time they and the whole machine use meanwhile (from `/proc`).
 
 Shared by `bench.intake` and `bench.live_path`; the servers' e-mail goes to a

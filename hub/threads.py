@@ -2,11 +2,8 @@
 
 Only the conversations of the customer the sender resolved to are ever
 looked at, so a thread never crosses customers, whatever the headers claim.
-The rules, in order, the first that finds one wins: the conversations the
-channel hints at, those holding a message the contact refers to, the same
-thread key, and, for a contact without thread key that is not automatic, the
-newest one on the same channel. Automatic mail (auto-replies, bounces) never
-starts a conversation.
+The rules, in order, are `find_open_conversation`'s; automatic mail
+(auto-replies, bounces) never starts a conversation.
 """
 
 from __future__ import annotations
