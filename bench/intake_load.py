@@ -63,7 +63,8 @@ def build(plan: Plan) -> list[Prepared]:
 
 def _one(plan: Plan, validator: RequestValidator, n: int) -> Prepared:
     marker = f"bench-{uuid.uuid4().hex[:12]}"
-    base = plan.bases[n % len(plan.bases)]
+    # Every process gets both kinds in turn: n's parity picks the kind, so not the process.
+    base = plan.bases[n // 2 % len(plan.bases)]
     host = urlsplit(base).netloc
     if plan.kind == "bare":
         body = json.dumps({"text": marker}).encode()
