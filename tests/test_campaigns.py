@@ -494,7 +494,7 @@ async def test_a_blocked_address_found_at_send_time_is_blocked_not_sent(
     await start(client, campaign["id"], agent)
     sender = CampaignSender(hub, [RecordingSender()])
     # Queue everything, then a bounce arrives before the worker sends.
-    campaign_row = await sender._take(campaign["id"])
+    campaign_row = await sender.hold.take(campaign["id"])
     assert await sender._produce_page(campaign_row, compile_content(campaign_row))
     async with hub.work() as work:
         await do_add_block(work, None, "email", "bert@example.com", "hard_bounce", "DE")
@@ -516,7 +516,7 @@ async def test_cancelling_stops_every_message_that_has_not_left(
     campaign = await approved(client, agent, supervisor)
     await start(client, campaign["id"], agent)
     first = CampaignSender(hub, [RecordingSender()])
-    row = await first._take(campaign["id"])
+    row = await first.hold.take(campaign["id"])
     await first._produce_page(row, compile_content(row))
 
     answer = await client.post(f"/api/campaigns/{campaign['id']}/cancel", headers=agent.headers)
@@ -750,7 +750,7 @@ async def queued_campaign(
     campaign = await approved(client, agent, supervisor)
     await start(client, campaign["id"], agent)
     first = CampaignSender(hub, [RecordingSender()])
-    row = await first._take(campaign["id"])
+    row = await first.hold.take(campaign["id"])
     assert await first._produce_page(row, compile_content(row))
     return campaign, first
 

@@ -1,8 +1,6 @@
 """Sending a campaign: one outbox row per recipient, each sent exactly once, resumable.
 
-One sender holds a campaign at a time: `holder` and `holder_until` on the
-campaign row, taken only when free or expired and renewed while it runs
-(OUTBOX_LEASE_SECONDS). The holder runs
+One sender holds a campaign at a time (`hub.campaigns.hold`). The holder runs
 
     producer   pages through the segment by customer id: reads a page, asks
                the gate about it (`check_many`) and renders it (templates
@@ -53,17 +51,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import socket
 import time
-import uuid
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import func, select, update
 
-from hub.audit import record
 from hub.campaigns.approval import compile_content
 from hub.campaigns.content import CompiledContent
 from hub.campaigns.handover import (
@@ -73,6 +67,7 @@ from hub.campaigns.handover import (
     OutcomeRecorder,
     recover_rows,
 )
+from hub.campaigns.hold import CampaignHold, HoldLostError
 from hub.campaigns.messages import build_entry, build_row, outbound_of
 from hub.campaigns.preview import recipient_of
 from hub.campaigns.segments import Member, find_members
@@ -84,8 +79,8 @@ from hub.delivery import (
     Sender,
     UnknownDeliveryError,
 )
-from hub.errors import ConflictError, NotFoundError
 from hub.gate import Recipient, check_many
+from hub.leases import holder_name
 from hub.models import Campaign, Interaction, OutboxMessage, utcnow
 
 log = logging.getLogger(__name__)
@@ -98,10 +93,6 @@ IDLE_SECONDS = 0.5
 MAX_IDLE_SECONDS = 30.0
 BACKOFF_SECONDS = 30
 GATE_SECONDS = 1.0  # at a set rate, the gate is asked again for each second's worth of rows
-
-
-class HoldLostError(Exception):
-    """Another sender holds the campaign now, or it was cancelled: stop at once."""
 
 
 class Pacer:
@@ -119,10 +110,6 @@ class Pacer:
         self.next_at = slot + self.interval
         if slot > now:
             await asyncio.sleep(slot - now)
-
-
-def holder_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
 class CampaignSender:
@@ -155,6 +142,7 @@ class CampaignSender:
         self.page = page
         self.batch = batch
         self.lease = timedelta(seconds=hub.settings.outbox_lease_seconds)
+        self.hold = CampaignHold(hub, self.name, self.lease)
         self.stop = asyncio.Event()
         self.produced = asyncio.Event()
         self.backlog = 0  # rows queued by the producer and not yet claimed
@@ -163,12 +151,12 @@ class CampaignSender:
 
     async def run(self, campaign_id: int) -> None:
         """Send the campaign; raises ConflictError when it is not sending or held elsewhere."""
-        campaign = await self._take(campaign_id)
+        campaign = await self.hold.take(campaign_id)
         await recover_rows(self.hub, campaign.id, self.name)
-        await self._wait_for_schedule(campaign)
+        await self.hold.wait_for_schedule(campaign, self.stop)
         content = compile_content(campaign)
         recorder = asyncio.create_task(self.recorder.run(), name="campaign recorder")
-        keeper = asyncio.create_task(self._keep_hold(campaign.id), name="campaign hold")
+        keeper = asyncio.create_task(self.hold.keep(campaign.id, self.stop), name="campaign hold")
         tasks = [asyncio.create_task(self._produce(campaign, content), name="campaign producer")]
         tasks += [
             asyncio.create_task(self._work(campaign, sender, n), name=f"campaign worker {n}")
@@ -185,89 +173,13 @@ class CampaignSender:
             await recorder
             with contextlib.suppress(asyncio.CancelledError):
                 await keeper
-        await self._finish(campaign.id)
+        await self.hold.release(campaign.id)
         for task in tasks:
             error = task.exception()
             if isinstance(error, HoldLostError):
                 log.warning("campaign %s: cancelled, or another sender holds it", campaign_id)
             elif error is not None:
                 raise error
-
-    # The hold on the campaign.
-
-    async def _take(self, campaign_id: int) -> Campaign:
-        now = utcnow()
-        async with self.hub.work() as work:
-            taken = await work.session.execute(
-                update(Campaign)
-                .where(
-                    Campaign.id == campaign_id,
-                    Campaign.status == "sending",
-                    or_(
-                        Campaign.holder.is_(None),
-                        Campaign.holder_until < now,
-                        Campaign.holder == self.name,
-                    ),
-                )
-                .values(holder=self.name, holder_until=now + self.lease)
-                .execution_options(synchronize_session=False)
-            )
-            campaign = await work.session.get(Campaign, campaign_id, populate_existing=True)
-        if campaign is None:
-            raise NotFoundError(f"no campaign {campaign_id}")
-        if taken.rowcount != 1:
-            if campaign.status != "sending":
-                raise ConflictError(f"campaign {campaign_id} is {campaign.status}, not sending")
-            raise ConflictError(f"campaign {campaign_id} is being sent by {campaign.holder}")
-        return campaign
-
-    async def _keep_hold(self, campaign_id: int) -> None:
-        while not self.stop.is_set():
-            await asyncio.sleep(self.lease.total_seconds() / 3)
-            if not await self._renew(campaign_id):
-                self.stop.set()
-                return
-
-    async def _renew(self, campaign_id: int) -> bool:
-        async with self.hub.work() as work:
-            renewed = await work.session.execute(
-                update(Campaign)
-                .where(
-                    Campaign.id == campaign_id,
-                    Campaign.holder == self.name,
-                    Campaign.status == "sending",
-                )
-                .values(holder_until=utcnow() + self.lease)
-                .execution_options(synchronize_session=False)
-            )
-        return renewed.rowcount == 1
-
-    async def _wait_for_schedule(self, campaign: Campaign) -> None:
-        while campaign.scheduled_at is not None and campaign.scheduled_at > utcnow():
-            wait = (campaign.scheduled_at - utcnow()).total_seconds()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.stop.wait(), min(wait, self.lease.total_seconds() / 3))
-            if self.stop.is_set() or not await self._renew(campaign.id):
-                raise HoldLostError
-
-    async def _finish(self, campaign_id: int) -> None:
-        """Done when nothing of it is left to send; the hold is released either way."""
-        async with self.hub.work() as work:
-            left = await work.session.scalar(
-                select(func.count()).where(
-                    OutboxMessage.campaign_id == campaign_id,
-                    OutboxMessage.status.in_(("queued", "sending", "handed")),
-                )
-            )
-            campaign = await work.session.get(Campaign, campaign_id, populate_existing=True)
-            if campaign is None or campaign.holder != self.name:
-                return
-            campaign.holder, campaign.holder_until = None, None
-            if campaign.status == "sending" and campaign.enqueue_done and not left:
-                campaign.status = "done"
-                campaign.finished_at = utcnow()
-                record(work.session, None, "campaign.done", "campaign", campaign_id)
-                work.emit("campaign.changed", campaign_id=campaign_id, status="done")
 
     # The producer: the segment, page by page, into the outbox.
 
