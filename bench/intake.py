@@ -8,7 +8,7 @@ signs a supervisor in on the first and opens their console socket there
 keep-alive connections) then offers, open loop, web-form posts (JSON, each
 from its own client address through `X-Forwarded-For`, as behind a reverse
 proxy) and Twilio SMS webhooks (signed) alternately, spread over the
-processes, at rising rates (`--start`, times `--factor` per step, for
+processes so that each gets both kinds in turn, at rising rates (`--start`, times `--factor` per step, for
 `--seconds` each) until a step does not hold: less than 95 % answered 2xx,
 less than 90 % of the offered rate achieved (a backlog), or request p99 over
 `--max-p99` seconds (each request timed from when it was due, so a backlog
