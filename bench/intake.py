@@ -1,26 +1,26 @@
 """Intake under load: web-form and SMS webhooks at rising rates, 1 and 2 hub processes.
 
 On a scratch PostgreSQL database (and, for two processes, the local Redis on
-a stream of its own), starts `omnihub serve` processes on free loopback ports,
-signs a supervisor in on the first and opens their console socket there
-(`WS /agent/ws`). A load generator in a process of its own
+a stream of its own), starts `omnihub serve` processes on free loopback
+ports, signs a supervisor in on the first and opens their console socket
+there (`WS /agent/ws`). A load generator in a process of its own
 (`bench.intake_load`: requests built before the clock, raw HTTP/1.1 over
 keep-alive connections) then offers, open loop, web-form posts (JSON, each
 from its own client address through `X-Forwarded-For`, as behind a reverse
 proxy) and Twilio SMS webhooks (signed) alternately, spread over the
-processes so that each gets both kinds in turn, at rising rates (`--start`, times `--factor` per step, for
-`--seconds` each) until a step does not hold: less than 95 % answered 2xx,
-less than 90 % of the offered rate achieved (a backlog), or request p99 over
-`--max-p99` seconds (each request timed from when it was due, so a backlog
-shows). For every step it reports what was offered and achieved, and p50/p99
-of the request and, for the hub, of request to the `message.received` event
-on the agent's socket (matched to its request through the stored interaction
-after the step; both processes' clocks are the machine's CLOCK_MONOTONIC),
-the servers' CPU a request, how busy the machine's cores were over the step
-(every process on it: near 100 % each round trip waits for a core), and the
-share of the machine's CPU time stolen by the hypervisor when there was any
-(a virtual machine's noise: the p99 of a step depends on it as much as on
-the load).
+processes so that each gets both kinds in turn, at rising rates (`--start`,
+times `--factor` per step, for `--seconds` each) until a step does not hold:
+less than 95 % answered 2xx, less than 90 % of the offered rate achieved (a
+backlog), or request p99 over `--max-p99` seconds (each request timed from
+when it was due, so a backlog shows). For every step it reports what was
+offered and achieved, and p50/p99 of the request and, for the hub, of
+request to the `message.received` event on the agent's socket (matched to
+its request through the stored interaction after the step; both processes'
+clocks are the machine's CLOCK_MONOTONIC), the servers' CPU a request, how
+busy the machine's cores were over the step (every process on it: near 100 %
+each round trip waits for a core), and the share of the machine's CPU time
+stolen by the hypervisor when there was any (a virtual machine's noise: the
+p99 of a step depends on it as much as on the load).
 
 The baseline, same run and database server: a bare FastAPI endpoint on one
 uvicorn process doing one INSERT per request through SQLAlchemy's async
