@@ -24,7 +24,7 @@ from fastapi.templating import Jinja2Templates
 from starlette.datastructures import State
 
 from channels.webform.confirmation import Confirmation, reference_of
-from channels.webform.rejections import RejectedError, rejected_counter
+from channels.webform.rejections import STATUS, RejectedError, rejected_counter
 from channels.webform.spam import Attempt, SlidingWindow, check_spam
 from channels.webform.submission import (
     FIELDS,
@@ -84,6 +84,57 @@ _JSON_SCHEMA = {
         "submission_id": {"type": "string", "description": "repeat it to retry safely"},
     },
 }
+_HTML_AGAIN = {"text/html": {"schema": {"type": "string"}}}  # a form post: the form again
+_REFUSED = {
+    "type": "object",
+    "required": ["reason", "detail"],
+    "properties": {
+        "reason": {"type": "string", "enum": list(STATUS)},
+        "detail": {"type": "string"},
+    },
+}
+_REFERENCE = {
+    "type": "object",
+    "required": ["reference"],
+    "properties": {"reference": {"type": "string"}},
+}
+_FIELD_ERRORS = {
+    "type": "object",
+    "required": ["errors"],
+    "properties": {"errors": {"type": "object", "additionalProperties": {"type": "string"}}},
+}
+
+
+def _refused_with(*reasons: str) -> dict[str, Any]:
+    description = "refused (" + ", ".join(reasons) + "): why, in the form's language"
+    content = {"application/json": {"schema": _REFUSED}, **_HTML_AGAIN}
+    return {"description": description, "content": content}
+
+
+# JSON for a JSON post; a form post (form-encoded or multipart) gets HTML pages.
+RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "a repeat of an accepted submission (JSON): the same reference",
+        "content": {"application/json": {"schema": _REFERENCE}},
+    },
+    201: {
+        "description": "accepted (JSON): the reference the customer is given",
+        "content": {"application/json": {"schema": _REFERENCE}},
+    },
+    303: {"description": "accepted (a form post): on to the thank-you page"},
+    400: _refused_with(*(r for r, status in STATUS.items() if status == 400)),
+    413: _refused_with("too_large"),
+    415: _refused_with("unsupported"),
+    422: {
+        "description": "a field is wrong (its message by field), or refused "
+        "(honeypot, too_fast: the JSON then has reason and detail)",
+        "content": {
+            "application/json": {"schema": {"anyOf": [_FIELD_ERRORS, _REFUSED]}},
+            **_HTML_AGAIN,
+        },
+    },
+    429: _refused_with("rate_limited"),
+}
 OPENAPI_BODY = {
     "requestBody": {
         "required": True,
@@ -112,7 +163,7 @@ async def form_page(request: Request, lang: str | None = None, hub: Hub = Depend
     return render_form(request, hub, language, sign_form_token(_secret(hub)))
 
 
-@router.post("", status_code=201, openapi_extra=OPENAPI_BODY)
+@router.post("", status_code=201, responses=RESPONSES, openapi_extra=OPENAPI_BODY)
 async def submit(request: Request, lang: str | None = None, hub: Hub = Depends(get_hub)) -> Any:
     """Take one submission: form-encoded, multipart (with attachments) or JSON."""
     language = _language(request, lang)
