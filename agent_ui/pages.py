@@ -63,10 +63,10 @@ async def login(request: Request, hub: Hub = Depends(get_hub)) -> Response:
     credentials = await _form(request)
     _check_csrf(request, credentials)
     email, password = credentials.get("email", ""), credentials.get("password", "")
-    check_signin_allowed(request, email)
+    await check_signin_allowed(request, email)
     async with hub.sessions() as session:
         agent = await authenticate(session, email, password)
-    record_signin(request, email, agent is not None)
+    await record_signin(request, email, agent is not None)
     if agent is None:
         if _accepts_json(request):
             return JSONResponse({"detail": "wrong e-mail or password"}, status_code=401)

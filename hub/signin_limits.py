@@ -7,9 +7,12 @@
 Only failures count; a success forgets the e-mail's failures (not the
 address's: one address guessing many accounts stays slowed). Past the limit a
 sign-in is refused with 429 and Retry-After before the password is even
-checked, so a correct guess cannot be told apart while limited. The counts
-live in the process: with N hub processes behind a balancer an attacker gets
-at most N times the limit, still far below what guessing needs.
+checked, so a correct guess cannot be told apart while limited.
+
+The counts live in the process (`SigninLimits`), or, with `OMNIHUB_REDIS_URL`
+set, in Redis (`hub.signin_limits_redis`), where every hub process counts
+the same failures: N processes behind a balancer allow the limit, not N
+times it. While Redis is away, each process's own counts hold the line.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from fastapi import HTTPException, Request
 
@@ -36,22 +40,22 @@ class SigninLimits:
     clock: Callable[[], float] = time.monotonic
     _failures: dict[str, deque[float]] = field(default_factory=dict)
 
-    def retry_after(self, email: str, address: str) -> int | None:
+    async def retry_after(self, email: str, address: str) -> int | None:
         """Seconds until this sign-in may be tried again, or None when it may be now."""
         now = self.clock()
-        keys = ((_email_key(email), self.per_email), (_address_key(address), self.per_address))
+        keys = ((email_key(email), self.per_email), (address_key(address), self.per_address))
         longest = max(self._wait(key, limit, now) for key, limit in keys)
         return math.ceil(longest) if longest > 0 else None
 
-    def record_failure(self, email: str, address: str) -> None:
+    async def record_failure(self, email: str, address: str) -> None:
         now = self.clock()
         if len(self._failures) >= SWEEP_AT:
             self._sweep(now)
-        for key in (_email_key(email), _address_key(address)):
+        for key in (email_key(email), address_key(address)):
             self._failures.setdefault(key, deque()).append(now)
 
-    def record_success(self, email: str) -> None:
-        self._failures.pop(_email_key(email), None)
+    async def record_success(self, email: str) -> None:
+        self._failures.pop(email_key(email), None)
 
     def _wait(self, key: str, limit: int, now: float) -> float:
         failures = self._failures.get(key)
@@ -69,15 +73,21 @@ class SigninLimits:
             del self._failures[key]
 
 
-def _email_key(email: str) -> str:
+class Limits(Protocol):
+    async def retry_after(self, email: str, address: str) -> int | None: ...
+    async def record_failure(self, email: str, address: str) -> None: ...
+    async def record_success(self, email: str) -> None: ...
+
+
+def email_key(email: str) -> str:
     return "e:" + email.strip().casefold()
 
 
-def _address_key(address: str) -> str:
+def address_key(address: str) -> str:
     return "a:" + address
 
 
-def limits_of(request: Request) -> SigninLimits:
+def limits_of(request: Request) -> Limits:
     return request.app.state.signin_limits
 
 
@@ -85,18 +95,18 @@ def client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-def check_signin_allowed(request: Request, email: str) -> None:
+async def check_signin_allowed(request: Request, email: str) -> None:
     """Refuse with 429 and Retry-After while the e-mail or the address is limited."""
-    wait = limits_of(request).retry_after(email, client_address(request))
+    wait = await limits_of(request).retry_after(email, client_address(request))
     if wait is not None:
         raise HTTPException(
             429, "too many failed sign-ins; try again later", headers={"Retry-After": str(wait)}
         )
 
 
-def record_signin(request: Request, email: str, succeeded: bool) -> None:
+async def record_signin(request: Request, email: str, succeeded: bool) -> None:
     limits = limits_of(request)
     if succeeded:
-        limits.record_success(email)
+        await limits.record_success(email)
     else:
-        limits.record_failure(email, client_address(request))
+        await limits.record_failure(email, client_address(request))
