@@ -51,8 +51,6 @@ from hub.scope import check_scope
 from hub.security_headers import SecurityHeaders
 from hub.session_guard import SessionGuard
 from hub.settings import Settings
-from hub.signin_limits import Limits, SigninLimits
-from hub.signin_limits_redis import RedisSigninLimits
 from routing.engine import install_router
 from routing.sla import timer_job
 from templates import TEMPLATE_DIR
@@ -107,15 +105,6 @@ def campaign_senders(settings: Settings, wiring: Wiring, given: bool) -> dict[st
         chosen["email"] = list(extra)
         wiring.closers += [sender.close for sender in extra]
     return chosen
-
-
-def signin_limits(settings: Settings, wiring: Wiring) -> Limits:
-    """Counted in Redis when `OMNIHUB_REDIS_URL` is set (shared by every process), else here."""
-    if not settings.redis_url:
-        return SigninLimits()
-    limits = RedisSigninLimits(settings.redis_url, settings.redis_stream)
-    wiring.closers.append(limits.close)
-    return limits
 
 
 def create_app(
@@ -180,7 +169,6 @@ def create_app(
     for error in (StatementError, OverflowError):  # a number too large is bad input, not a 500
         app.add_exception_handler(error, out_of_range_answer)
     app.add_middleware(LiveTrafficMiddleware, live=running.live, metrics=running.metrics)
-    app.state.signin_limits = signin_limits(settings, wiring)
     app.add_middleware(SessionGuard)  # inside the session middleware: it reads the session
     app.add_middleware(
         SessionMiddleware,

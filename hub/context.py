@@ -24,6 +24,8 @@ from hub.live_traffic import LiveTraffic
 from hub.metrics import Metrics
 from hub.privacy.suppression import derive_key
 from hub.settings import Settings
+from hub.signin_limits import Limits, SigninLimits
+from hub.signin_limits_redis import RedisSigninLimits
 
 
 @dataclass
@@ -46,6 +48,13 @@ def choose_bus(settings: Settings) -> EventBus:
     return InProcessEventBus()
 
 
+def choose_signin_limits(settings: Settings) -> Limits:
+    """Counted in Redis when `OMNIHUB_REDIS_URL` is set (every process sees them), else here."""
+    if settings.redis_url:
+        return RedisSigninLimits(settings.redis_url, settings.redis_stream)
+    return SigninLimits()
+
+
 @dataclass
 class Hub:
     settings: Settings
@@ -59,6 +68,8 @@ class Hub:
     live: LiveTraffic = field(default_factory=LiveTraffic)
     # Contacts arriving together are stored together (`hub.intake`).
     intake: GroupCommit[Any, Any] = field(default_factory=GroupCommit)
+    # Failed sign-ins (`hub.signin_limits`): in Redis when there is one, shared by processes.
+    signin_limits: Limits = field(default_factory=SigninLimits)
 
     def __post_init__(self) -> None:
         self.metrics.watch_live(lambda: self.live.in_flight)
@@ -71,6 +82,7 @@ class Hub:
             engine=engine,
             sessions=create_session_factory(engine),
             bus=choose_bus(settings),
+            signin_limits=choose_signin_limits(settings),
             router=router or DefaultRouter(),
             metrics=Metrics(),
         )
@@ -97,4 +109,5 @@ class Hub:
 
     async def close(self) -> None:
         await self.bus.close()
+        await self.signin_limits.close()
         await self.engine.dispose()

@@ -57,6 +57,9 @@ class SigninLimits:
     async def record_success(self, email: str) -> None:
         self._failures.pop(email_key(email), None)
 
+    async def close(self) -> None:
+        """Nothing to let go: the counts are this process's memory."""
+
     def _wait(self, key: str, limit: int, now: float) -> float:
         failures = self._failures.get(key)
         if failures is None:
@@ -77,6 +80,7 @@ class Limits(Protocol):
     async def retry_after(self, email: str, address: str) -> int | None: ...
     async def record_failure(self, email: str, address: str) -> None: ...
     async def record_success(self, email: str) -> None: ...
+    async def close(self) -> None: ...
 
 
 def email_key(email: str) -> str:
@@ -88,7 +92,7 @@ def address_key(address: str) -> str:
 
 
 def limits_of(request: Request) -> Limits:
-    return request.app.state.signin_limits
+    return request.app.state.hub.signin_limits
 
 
 def client_address(request: Request) -> str:

@@ -31,15 +31,18 @@ async def sign_in(http: httpx.AsyncClient, email: str, password: str = PASSWORD)
 async def two_processes(
     hub: Hub, redis_url: str, redis_stream: str
 ) -> AsyncIterator[tuple[httpx.AsyncClient, httpx.AsyncClient]]:
-    """Two hub apps on one database and one Redis, as two processes behind a balancer."""
+    """Two hubs on one database and one Redis, as two processes behind a balancer."""
     settings = hub.settings.model_copy(
         update={"redis_url": redis_url, "redis_stream": redis_stream}
     )
-    apps = [create_app(settings, hub), create_app(settings, hub)]
-    async with client_of(apps[0]) as first, client_of(apps[1]) as second:
-        yield first, second
-    for app in apps:
-        await app.state.signin_limits.close()
+    hubs = [Hub.create(settings), Hub.create(settings)]
+    try:
+        apps = [create_app(settings, each) for each in hubs]
+        async with client_of(apps[0]) as first, client_of(apps[1]) as second:
+            yield first, second
+    finally:
+        for each in hubs:
+            await each.close()
 
 
 async def test_wrong_passwords_at_one_process_limit_the_sign_in_at_another(
@@ -110,15 +113,15 @@ async def test_with_redis_down_a_process_still_limits_by_its_own_counts(
     hub: Hub, private_redis: PrivateRedis, agent: SignedIn
 ):
     settings = hub.settings.model_copy(update={"redis_url": private_redis.url})
-    app = create_app(settings, hub)
+    redis_hub = Hub.create(settings)
     private_redis.stop()
     try:
-        async with client_of(app) as http:
+        async with client_of(create_app(settings, redis_hub)) as http:
             for _ in range(PER_EMAIL):
                 assert (await sign_in(http, agent.email, "wrong guess!")).status_code == 401
 
             limited = await sign_in(http, agent.email)
     finally:
-        await app.state.signin_limits.close()
+        await redis_hub.close()
 
     assert limited.status_code == 429
