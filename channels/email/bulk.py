@@ -31,6 +31,7 @@ from channels.email.composition import (
     address_header,
     check_recipient,
     copied_headers,
+    fits_line,
     render_subject,
 )
 from channels.email.sending import SmtpSender
@@ -69,7 +70,9 @@ def render_bulk(
     extra = copied_headers(outbound.headers)
     if reply_to and "Reply-To" not in extra:
         extra = {"Reply-To": reply_to, **extra}
-    if subject is None or not all(_fits(name, value) for name, value in extra.items()):
+    if subject is None or not all(
+        fits_line(name, value, MAX_LINE) for name, value in extra.items()
+    ):
         return None
     lines = [
         f"From: {sender}",
@@ -95,12 +98,6 @@ def render_bulk(
     else:
         lines += _part("plain", outbound.text)
     return "\r\n".join(lines).encode("ascii")
-
-
-def _fits(name: str, value: str, width: int = MAX_LINE) -> bool:
-    """Whether `name: value` is one ASCII line of at most `width` characters."""
-    one_line = "\n" not in value and "\r" not in value
-    return value.isascii() and one_line and len(name) + 2 + len(value) <= width
 
 
 def _subject(subject: str | None) -> str | None:
