@@ -105,10 +105,19 @@ _FIELD_ERRORS = {
 }
 
 
-def _refused_with(*reasons: str) -> dict[str, Any]:
+def _refusal(status: int) -> dict[str, Any]:
+    """The answer of every refusal with this status (`rejections.STATUS`); a 422 may also
+    be a field that is wrong, its message by field."""
+    reasons = [reason for reason, code in STATUS.items() if code == status]
     description = "refused (" + ", ".join(reasons) + "): why, in the form's language"
-    content = {"application/json": {"schema": _REFUSED}, **_HTML_AGAIN}
-    return {"description": description, "content": content}
+    schema: dict[str, Any] = _REFUSED
+    if status == 422:
+        description = "a field is wrong (its message by field), or " + description
+        schema = {"anyOf": [_FIELD_ERRORS, _REFUSED]}
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": schema}, **_HTML_AGAIN},
+    }
 
 
 # JSON for a JSON post; a form post (form-encoded or multipart) gets HTML pages.
@@ -122,18 +131,7 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
         "content": {"application/json": {"schema": _REFERENCE}},
     },
     303: {"description": "accepted (a form post): on to the thank-you page"},
-    400: _refused_with(*(r for r, status in STATUS.items() if status == 400)),
-    413: _refused_with("too_large"),
-    415: _refused_with("unsupported"),
-    422: {
-        "description": "a field is wrong (its message by field), or refused "
-        "(honeypot, too_fast: the JSON then has reason and detail)",
-        "content": {
-            "application/json": {"schema": {"anyOf": [_FIELD_ERRORS, _REFUSED]}},
-            **_HTML_AGAIN,
-        },
-    },
-    429: _refused_with("rate_limited"),
+    **{status: _refusal(status) for status in sorted(set(STATUS.values()))},
 }
 OPENAPI_BODY = {
     "requestBody": {
