@@ -34,7 +34,8 @@ from argon2 import PasswordHasher
 import hub.agents
 from bench.campaign import Sink
 from bench.harness import Summary, scratch_database, summarise
-from bench.intake import EMAIL, PASSWORD, console, offer, percentile, to_agent
+from bench.intake import offer, percentile
+from bench.intake_console import EMAIL, PASSWORD, console, to_agent
 from bench.mixed_recipients import fill
 from bench.servers import hub_environment, serve_command, started, wait_until_ready
 from hub.context import Hub
