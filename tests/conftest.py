@@ -29,6 +29,7 @@ pytest_plugins = [
     "tests.peers.twilio",
     "tests.peers.browser",
     "tests.peers.redis",
+    "tests.voice_steps",  # the `voice` fixture, for the voice tests' two modules
 ]
 
 SECRET = "test-secret-key-that-is-long-enough-0123456789"

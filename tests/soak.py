@@ -47,12 +47,12 @@ from hub.campaigns.unsubscribe import make_token
 from hub.context import Hub
 from hub.models import Interaction
 from hub.settings import load_settings
+from tests.campaign_steps import add_customer
 from tests.conftest import SECRET, SignedIn
 from tests.peers import smtp, twilio
 from tests.peers.databases import PostgresDatabases
 from tests.peers.hub_processes import hub_environment, hub_processes
 from tests.soak_checks import check, held_rows
-from tests.test_campaigns import add_customer
 
 T = TypeVar("T")
 PUBLIC_URL = "https://hub.example.com"

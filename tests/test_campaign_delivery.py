@@ -33,9 +33,9 @@ from hub.campaigns.sending import CampaignSender
 from hub.context import Hub
 from hub.models import Campaign, OutboxMessage, utcnow
 from hub.settings import Settings, load_settings
+from tests.campaign_steps import approved, start
 from tests.conftest import SECRET, SignedIn
 from tests.peers.smtp import SmtpServer
-from tests.test_campaigns import approved, start
 
 ROOT = Path(__file__).resolve().parent.parent
 CUSTOMERS = 10_000

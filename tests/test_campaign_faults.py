@@ -26,10 +26,10 @@ from hub.campaigns.sending import CampaignSender
 from hub.campaigns.unsubscribe import make_token
 from hub.context import Hub
 from hub.models import OutboxMessage
+from tests.campaign_steps import approved, start
 from tests.conftest import SECRET, SignedIn
 from tests.peers.smtp import SmtpServer
 from tests.test_campaign_delivery import TEMPLATE, smtp_senders
-from tests.test_campaigns import approved, start
 
 CUSTOMERS = 200
 CONNECTIONS = 2

@@ -41,10 +41,10 @@ from bench.mixed_recipients import fill
 from hub.campaigns.sending import CampaignSender
 from hub.context import Hub
 from hub.models import Campaign, OutboxMessage, utcnow
+from tests.campaign_steps import approved, start
 from tests.conftest import SECRET, SignedIn
 from tests.peers.smtp import SmtpServer
 from tests.test_campaign_delivery import TEMPLATE, smtp_senders
-from tests.test_campaigns import approved, start
 
 ROOT = Path(__file__).resolve().parent.parent
 CUSTOMERS = 3_000

@@ -19,9 +19,9 @@ from hub.campaigns.unsubscribe import make_token
 from hub.context import Hub
 from hub.delivery import RecordingSender
 from hub.models import Block
+from tests.campaign_steps import add_customer, approved, outbox, start
 from tests.conftest import SECRET, SignedIn
 from tests.peers.smtp import SmtpServer
-from tests.test_campaigns import add_customer, approved, outbox, start
 
 ROOT = Path(__file__).resolve().parent.parent
 OMNIHUB = shutil.which("omnihub", path=str(Path(sys.executable).parent))

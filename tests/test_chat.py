@@ -9,145 +9,44 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from sqlalchemy import func, select
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
+from websockets.asyncio.client import ClientConnection
 
 from channels.chat import handlers
 from channels.chat.relay import TypingRelay
-from channels.chat.sender import ChatSender
-from channels.chat.sessions import ChatConfig, ChatRegistry
-from channels.chat.wiring import registry_of
-from hub.app import create_app
 from hub.context import Hub
-from hub.dispatcher import Dispatcher
 from hub.events import Event
 from hub.intake import accept_inbound
 from hub.models import Agent, Conversation, Interaction, OutboxMessage
-from hub.values import Inbound, Outbound
+from hub.values import Inbound
+from tests.chat_peer import (
+    CALM,
+    WAIT,
+    ChatPeer,
+    agent_texts,
+    chat_texts,
+    close_code,
+    hello,
+    receive,
+    reply,
+    say,
+    serving,
+    stored,
+    until_stored,
+)
 from tests.conftest import SignedIn
-
-# Timers long enough never to fire by accident; the heartbeat tests shorten them.
-CALM = ChatConfig(ping_seconds=60, idle_seconds=60, hello_seconds=10)
-WAIT = 5.0
-
-
-@dataclass
-class ChatPeer:
-    hub: Hub
-    sender: ChatSender
-    url: str
-
-    def connect(self) -> Any:
-        return connect(self.url, open_timeout=WAIT, close_timeout=2, max_size=2**20)
-
-    async def dispatch(self) -> int:
-        return await Dispatcher(self.hub, {"chat": self.sender}).dispatch_once()
-
-
-@asynccontextmanager
-async def serving(hub: Hub, config: ChatConfig = CALM) -> AsyncIterator[ChatPeer]:
-    """The hub's app under uvicorn on a free loopback port, on this event loop."""
-    sender = ChatSender(ChatRegistry(config))
-    app = create_app(hub.settings, hub, senders={"chat": sender})
-    app.state.chat = registry_of({"chat": sender})  # the line proposed for create_app
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app, ws="websockets-sansio", lifespan="off", log_config=None, access_log=False
-        )
-    )
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    task = asyncio.create_task(server.serve(sockets=[listener]))
-    try:
-        async with asyncio.timeout(WAIT):
-            while not server.started:  # noqa: ASYNC110 (uvicorn sets a flag, not an event)
-                await asyncio.sleep(0.01)
-        port = listener.getsockname()[1]
-        yield ChatPeer(hub, sender, f"ws://127.0.0.1:{port}/channels/chat/ws")
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, WAIT * 2)
-        listener.close()
 
 
 @pytest.fixture
 async def chat(hub: Hub) -> AsyncIterator[ChatPeer]:
     async with serving(hub) as peer:
         yield peer
-
-
-async def receive(ws: ClientConnection) -> dict[str, Any]:
-    """The next frame that is not a heartbeat."""
-    while True:
-        frame = json.loads(await asyncio.wait_for(ws.recv(), WAIT))
-        if frame["type"] not in ("ping", "pong"):
-            return frame
-
-
-async def say(ws: ClientConnection, **frame: Any) -> None:
-    await ws.send(json.dumps(frame))
-
-
-async def hello(ws: ClientConnection, **fields: Any) -> dict[str, Any]:
-    await say(ws, type="hello", **fields)
-    welcome = await receive(ws)
-    assert welcome["type"] == "welcome", welcome
-    return welcome
-
-
-async def close_code(ws: ClientConnection) -> int | None:
-    """Read until the server closes; the code it closed with."""
-    with pytest.raises(ConnectionClosed) as closed:
-        async with asyncio.timeout(WAIT):
-            while True:
-                await ws.recv()
-    return closed.value.rcvd.code if closed.value.rcvd else None
-
-
-async def stored(hub: Hub, session: str, client_id: str) -> Interaction | None:
-    async with hub.sessions() as db:
-        statement = select(Interaction).where(
-            Interaction.channel == "chat", Interaction.external_id == f"{session}:{client_id}"
-        )
-        return (await db.scalars(statement)).first()
-
-
-async def until_stored(hub: Hub, session: str, client_id: str) -> None:
-    async with asyncio.timeout(WAIT):
-        while await stored(hub, session, client_id) is None:  # noqa: ASYNC110 (a database)
-            await asyncio.sleep(0.02)
-
-
-async def chat_texts(hub: Hub, conversation_id: int) -> list[tuple[str, str]]:
-    async with hub.sessions() as db:
-        rows = await db.execute(
-            select(Interaction.direction, Interaction.text)
-            .where(Interaction.conversation_id == conversation_id, Interaction.kind == "message")
-            .order_by(Interaction.id)
-        )
-        return [(direction, text) for direction, text in rows]
-
-
-async def reply(client: httpx.AsyncClient, agent: SignedIn, conversation_id: int, text: str):
-    answer = await client.post(
-        f"/api/conversations/{conversation_id}/reply", headers=agent.headers, json={"text": text}
-    )
-    assert answer.status_code == 202, answer.text
-    assert answer.json()["status"] == "queued"
-
-
-def agent_texts(frames: dict[int, dict[str, Any]]) -> list[str]:
-    return [frame["text"] for _, frame in sorted(frames.items()) if frame["type"] == "message"]
 
 
 async def test_a_chat_message_is_acked_only_after_it_is_stored_on_the_customers_history(
@@ -514,114 +413,3 @@ async def test_a_socket_answering_pings_outlives_the_idle_timeout(hub: Hub):
         answers = [json.loads(await asyncio.wait_for(ws.recv(), WAIT)) for _ in range(2)]
 
     assert {"type": "pong"} in answers
-
-
-async def test_a_reply_sent_again_by_the_outbox_is_shown_once(hub: Hub):
-    sender = ChatSender(ChatRegistry(hub=hub))
-    outbound = Outbound(channel="chat", recipient="s1", text="Hallo", idempotency_key="reply:7")
-
-    first = await sender.send(outbound)
-    again = await sender.send(outbound)
-
-    assert first == again
-    assert first.provider_id == "chat:s1:1"
-    replay = await sender.registry.attach("s1", Collecting(), None, 0)
-    assert (replay.head, [f["text"] for f in replay.frames]) == (1, ["Hallo"])
-
-
-class Collecting:
-    def __init__(self) -> None:
-        self.frames: list[dict[str, Any]] = []
-
-    def offer(self, frame: dict[str, Any]) -> None:
-        self.frames.append(frame)
-
-
-async def test_a_resume_gets_the_frames_after_its_last_seq_and_live_ones_after_them(hub: Hub):
-    registry = ChatRegistry(hub=hub)
-    for n in range(1, 4):
-        await registry.record_ack("s1", f"c{n}", {"type": "ack", "client_id": f"c{n}"})
-    log_id = (await registry.attach("s1", Collecting(), None, 0)).log_id
-    socket = Collecting()
-
-    replay = await registry.attach("s1", socket, log_id, last_seq=1)
-    await registry.record_agent_message("s1", "reply:1", {"type": "message", "text": "Hallo"})
-    again = await registry.record_ack("s1", "c2", {"type": "ack", "client_id": "c2"})
-
-    assert (replay.head, replay.gap, [f["seq"] for f in replay.frames]) == (3, False, [2, 3])
-    assert [f["seq"] for f in socket.frames] == [4]  # the repeated ack is not pushed again
-    assert again == ({"type": "ack", "client_id": "c2", "seq": 2}, False)
-
-
-async def test_a_client_holding_seqs_of_another_log_gets_the_whole_log(hub: Hub):
-    registry = ChatRegistry(hub=hub)
-    await registry.record_ack("s1", "c1", {"type": "ack", "client_id": "c1"})
-
-    replay = await registry.attach("s1", Collecting(), "a-log-from-before-the-upgrade", 7)
-    same = await registry.attach("s1", Collecting(), replay.log_id, last_seq=9)
-
-    assert replay.log_id != "a-log-from-before-the-upgrade"
-    assert [f["seq"] for f in replay.frames] == [1]
-    assert (same.log_id, [f["seq"] for f in same.frames]) == (replay.log_id, [1])
-
-
-async def test_the_registry_keeps_only_the_sockets_of_sessions_in_memory(hub: Hub):
-    registry = ChatRegistry(hub=hub)
-    connected, gone = Collecting(), Collecting()
-    await registry.attach("connected", connected, None, 0)
-    await registry.attach("idle", gone, None, 0)
-    registry.detach("idle", gone)
-
-    await registry.record_agent_message(
-        "connected", "reply:1", {"type": "message", "text": "Hallo"}
-    )
-    await registry.record_agent_message("idle", "reply:2", {"type": "message", "text": "Hallo"})
-
-    assert registry.push("idle", {"type": "typing"}) == 0
-    assert list(registry._live) == ["connected"]
-    assert [f["seq"] for f in connected.frames] == [1]
-    assert gone.frames == []
-
-
-async def test_an_agent_reply_sent_while_the_customer_is_away_survives_a_restart_of_the_hub(
-    hub: Hub, client: httpx.AsyncClient, agent: SignedIn
-):
-    async with serving(hub) as before:
-        async with before.connect() as ws:
-            welcome = await hello(ws)
-            await say(ws, type="message", client_id="c1", text="Wo bleibt mein Paket?")
-            ack = await receive(ws)
-        conversation_id = (await stored(hub, welcome["session"], "c1")).conversation_id
-        await reply(client, agent, conversation_id, "Es kommt morgen.")
-        assert await before.dispatch() == 1  # logged while nobody is connected
-
-    async with serving(hub) as after:  # a fresh registry and app: the restarted hub
-        assert after.sender.registry is not before.sender.registry
-        async with after.connect() as ws:
-            resumed = await hello(
-                ws, token=welcome["token"], log_id=welcome["log_id"], last_seq=ack["seq"]
-            )
-            message = await receive(ws)
-            await say(ws, type="ping")
-            pong = await receive_any(ws)
-        assert await after.dispatch() == 0
-
-    assert (resumed["log_id"], resumed["last_seq"]) == (welcome["log_id"], 2)
-    assert (message["seq"], message["from"], message["text"]) == (2, "agent", "Es kommt morgen.")
-    assert pong == {"type": "pong"}  # nothing came between: the reply arrived exactly once
-
-
-async def receive_any(ws: ClientConnection) -> dict[str, Any]:
-    """The next frame but the server's pings."""
-    while True:
-        frame = json.loads(await asyncio.wait_for(ws.recv(), WAIT))
-        if frame["type"] != "ping":
-            return frame
-
-
-async def test_the_widget_is_served_as_javascript(client: httpx.AsyncClient):
-    response = await client.get("/channels/chat/widget.js")
-
-    assert response.status_code == 200
-    assert response.headers["content-type"].startswith("text/javascript")
-    assert "WebSocket" in response.text and "sessionStorage" in response.text

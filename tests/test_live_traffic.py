@@ -20,8 +20,8 @@ from hub.context import Hub
 from hub.delivery import RecordingSender
 from hub.live_traffic import LiveTraffic, LiveTrafficMiddleware
 from hub.metrics import Metrics
+from tests.campaign_steps import add_customer, approved, start
 from tests.conftest import SignedIn
-from tests.test_campaigns import add_customer, approved, start
 
 
 @pytest.fixture

@@ -23,8 +23,8 @@ from hub.campaigns.unsubscribe import make_token
 from hub.context import Hub
 from hub.delivery import Receipt
 from hub.values import Outbound
+from tests.campaign_steps import add_customer, approved, outbox, start
 from tests.conftest import SECRET, SignedIn
-from tests.test_campaigns import add_customer, approved, outbox, start
 
 
 @dataclass

@@ -13,11 +13,11 @@ from sqlalchemy import select
 
 from hub.context import Hub
 from hub.models import Campaign, Interaction, OutboxMessage
+from tests.campaign_steps import add_customer, approved, start
 from tests.conftest import SECRET, SignedIn
 from tests.console_client import console_socket, next_of_type
 from tests.peers.hub_processes import HubProcess, hub_environment, hub_processes
 from tests.peers.smtp import SmtpServer
-from tests.test_campaigns import add_customer, approved, start
 
 
 @pytest.fixture

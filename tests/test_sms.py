@@ -15,24 +15,14 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from channels.sms import segments
 from channels.sms.keywords import KEYWORD_RULES, find_keyword
-from channels.sms.segments import count_segments
-from channels.sms.sending import RecipientOptedOutError, TwilioSmsSender
-from hub.app import create_app
+from channels.sms.sending import TwilioSmsSender
 from hub.context import Hub
-from hub.delivery import (
-    PermanentDeliveryError,
-    TransientDeliveryError,
-    UnknownDeliveryError,
-)
 from hub.dispatcher import Dispatcher
 from hub.models import Block, Conversation, Identity, Interaction, OutboxMessage
 from hub.outbox import Message, enqueue
-from hub.settings import Settings, SettingsError
-from hub.values import Outbound
+from hub.settings import Settings
 from tests.conftest import SignedIn
-from tests.peers.smtp import find_free_port
 from tests.peers.twilio import (
     ACCOUNT_SID,
     AUTH_TOKEN,
@@ -475,149 +465,6 @@ async def test_a_21610_status_callback_fails_the_message_and_blocks_the_number(
     assert row.status == "failed" and "21610" in (row.last_error or "")
     assert len(await active_stop_blocks(sms_hub)) == 1
     assert later.status == "blocked"
-
-
-# The sender's failures, without a hub
-
-
-def outbound(recipient: str = ANNA) -> Outbound:
-    return Outbound(channel="sms", recipient=recipient, text="Hallo", idempotency_key="k")
-
-
-def bare_sender(api_url: str, token: str = AUTH_TOKEN, timeout: float = 5.0) -> TwilioSmsSender:
-    return TwilioSmsSender(
-        ACCOUNT_SID, token, OUR_NUMBER, api_base_url=api_url, status_callback=None, timeout=timeout
-    )
-
-
-@pytest.mark.parametrize(
-    ("status", "code", "error"),
-    [
-        (429, 20429, TransientDeliveryError),
-        (500, 20500, TransientDeliveryError),
-        (503, 20503, TransientDeliveryError),
-        (400, 21211, PermanentDeliveryError),
-        (400, 21610, RecipientOptedOutError),
-    ],
-)
-async def test_twilios_refusals_map_onto_the_hubs_delivery_errors(
-    twilio_api: TwilioApi, status: int, code: int, error: type[Exception]
-):
-    twilio_api.fail_next(status, code, "refused by the test")
-    sender = bare_sender(twilio_api.url)
-
-    try:
-        with pytest.raises(error) as raised:
-            await sender.send(outbound())
-    finally:
-        await sender.close()
-
-    assert type(raised.value) is error
-    assert str(code) in str(raised.value) and "refused by the test" in str(raised.value)
-
-
-async def test_a_wrong_auth_token_is_a_permanent_failure(twilio_api: TwilioApi):
-    sender = bare_sender(twilio_api.url, token="wrong")
-
-    try:
-        with pytest.raises(PermanentDeliveryError, match="20003"):
-            await sender.send(outbound())
-    finally:
-        await sender.close()
-
-
-async def test_nothing_listening_is_a_transient_failure():
-    sender = bare_sender(f"http://127.0.0.1:{find_free_port()}")
-
-    try:
-        with pytest.raises(TransientDeliveryError):
-            await sender.send(outbound())
-    finally:
-        await sender.close()
-
-
-async def test_a_connection_lost_after_the_request_went_out_is_an_unknown_outcome(
-    twilio_api: TwilioApi,
-):
-    twilio_api.drop_next()
-    sender = bare_sender(twilio_api.url)
-
-    try:
-        with pytest.raises(UnknownDeliveryError):
-            await sender.send(outbound())
-    finally:
-        await sender.close()
-
-
-async def test_no_answer_in_time_after_the_request_went_out_is_an_unknown_outcome(
-    twilio_api: TwilioApi,
-):
-    twilio_api.stall_next()
-    sender = bare_sender(twilio_api.url, timeout=0.5)
-
-    try:
-        with pytest.raises(UnknownDeliveryError):
-            await sender.send(outbound())
-    finally:
-        await sender.close()
-
-    assert twilio_api.requests == 1
-
-
-def test_without_an_account_sid_there_is_no_sms_sender_and_without_a_from_number_an_error():
-    bare = Settings(_env_file=None, secret_key="x" * 32)
-
-    assert TwilioSmsSender.from_settings(bare) is None
-    with pytest.raises(SettingsError, match="OMNIHUB_TWILIO_FROM_NUMBER"):
-        TwilioSmsSender.from_settings(
-            bare.model_copy(update={"twilio_account_sid": ACCOUNT_SID, "twilio_auth_token": "t"})
-        )
-
-
-# Segments
-
-
-@pytest.mark.parametrize(
-    ("text", "encoding", "parts", "characters"),
-    [
-        ("", "GSM-7", 0, 0),
-        ("Grüße aus Köln, Ihr Paket ist da.", "GSM-7", 1, 33),
-        ("a" * 160, "GSM-7", 1, 160),
-        ("a" * 161, "GSM-7", 2, 161),
-        ("a" * 306, "GSM-7", 2, 306),
-        ("a" * 307, "GSM-7", 3, 307),
-        ("€" * 80, "GSM-7", 1, 80),  # 160 septets: an extension character counts twice
-        ("€" * 81, "GSM-7", 2, 81),
-        ("a" * 152 + "€" + "a" * 152, "GSM-7", 3, 305),  # the € never straddles two parts
-        ("Привет", "UCS-2", 1, 6),
-        ("ж" * 70, "UCS-2", 1, 70),
-        ("ж" * 71, "UCS-2", 2, 71),
-        ("Danke 😀", "UCS-2", 1, 7),
-        ("😀" * 35, "UCS-2", 1, 35),  # 70 UTF-16 units
-        ("😀" * 67, "UCS-2", 3, 67),  # 134 units, but a surrogate pair is never split
-    ],
-)
-def test_segments_count_septets_or_utf16_units_with_the_concatenation_limits(
-    text: str, encoding: str, parts: int, characters: int
-):
-    counted = count_segments(text)
-
-    assert (counted.encoding, counted.segments, counted.characters) == (encoding, parts, characters)
-
-
-async def test_the_segment_endpoint_answers_agents_only(hub: Hub, agent: SignedIn):
-    app = create_app(hub.settings, hub)
-    if not any(getattr(route, "path", "") == "/api/sms/segments" for route in app.routes):
-        app.include_router(segments.router)  # until hub/app.py mounts it
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://hub.test") as http:
-        stranger = await http.post("/api/sms/segments", json={"text": "Hallo"})
-        answer = await http.post(
-            "/api/sms/segments", headers=agent.headers, json={"text": "Hallo 😀"}
-        )
-
-    assert stranger.status_code == 401
-    assert answer.json() == {"encoding": "UCS-2", "segments": 1, "characters": 7}
 
 
 async def test_a_signed_sms_with_nul_in_its_body_is_stored_with_a_replacement_character(
