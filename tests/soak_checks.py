@@ -19,7 +19,7 @@ from hub.models import Campaign, Interaction, OutboxMessage
 from tests.peers import smtp, twilio
 
 if TYPE_CHECKING:
-    from tests.soak import Soak
+    from tests.soak_state import Soak
 
 
 # Resident memory may grow this much from the first third of the run to the last:

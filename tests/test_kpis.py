@@ -2,7 +2,7 @@
 
 Each test stores the same drawn history (tests/kpi_history.py) on SQLite and
 on PostgreSQL, computes a figure as the dashboard does, and compares it with
-the value recomputed from the drawn rows by plain Python loops.
+the value recomputed from the drawn rows by plain Python loops (tests/kpi_truth.py).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from hub.kpis.areas import compute_area, compute_figure
 from hub.kpis.query import Filters
 from hub.kpis.sql import AGE_NAMES
 from hub.kpis.tables import Table
-from tests import kpi_history as truth
+from tests import kpi_truth as truth
 from tests.kpi_history import History, generate, query, store
 
 

@@ -17,7 +17,7 @@ from hub.context import Hub
 from hub.kpis.areas import compute_figure
 from hub.kpis.rollup import kept_rows, recomputed_rows, rows_differ
 from hub.models import Customer, Erasure, Identity
-from tests import kpi_history as truth
+from tests import kpi_truth as truth
 from tests.kpi_history import generate, query, store
 
 Change = Callable[[AsyncSession], Awaitable[Any]]

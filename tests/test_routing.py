@@ -26,7 +26,7 @@ from tests.routing_helpers import (
     routing_state,
     set_profile,
 )
-from tests.test_voice import CALLS, PUBLIC_URL, TOKEN, incoming, post_signed
+from tests.voice_steps import CALLS, PUBLIC_URL, TOKEN, incoming, post_signed
 
 
 async def test_an_a_customers_mail_goes_to_their_key_account_and_the_conversation_says_why(

@@ -25,7 +25,7 @@ from tests.conftest import SignedIn
 from tests.peers.twilio import TwilioApi, post_signed, status_callback
 from tests.test_sms import ANNA, PUBLIC_URL, anna, dispatch, outbox_row, twilio_settings
 from tests.test_sms import STATUS as SMS_STATUS
-from tests.test_voice import KNOWN_NUMBER, TOKEN, a_customer, call, call_meta, count, report
+from tests.voice_steps import KNOWN_NUMBER, TOKEN, a_customer, call, call_meta, count, report
 
 
 @pytest.fixture
