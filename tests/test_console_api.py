@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 from datetime import date
-from email.message import EmailMessage
 
 import httpx
 import pytest
@@ -16,15 +15,15 @@ from sqlalchemy import select
 
 from agent_ui.console import birthday_in
 from agent_ui.i18n import LABELS
-from channels.email.inbound import take_message
 from hub.context import Hub
 from hub.intake import accept_inbound
-from hub.mailboxes import keep_raw
 from hub.models import Attachment, Interaction
 from hub.values import Inbound
 from tests.conftest import MakeAgent, SignedIn
 from tests.console_steps import (
     an_inquiry,
+    hostile_mail,
+    receive_mail,
     set_teams,
     sign_in,
 )
@@ -269,38 +268,6 @@ async def test_canned_responses_are_filled_in_the_customers_language(
     greeting = next(c for c in canned if c["name"] == "greeting")
     assert greeting["title"] == "Begrüßung"
     assert greeting["text"].startswith("Guten Tag Anna Schmidt,")
-
-
-HOSTILE_HTML = """<html><body><p>Hallo!</p>
-<script>parent.document.title = 'pwned'</script>
-<img src="x" onerror="parent.document.title = 'pwned'">
-<img src="http://tracker.example/pixel.png" alt="pixel">
-<a href="javascript:alert(1)">klick</a></body></html>"""
-
-
-def hostile_mail(extra_parts: bool = True) -> bytes:
-    mail = EmailMessage()
-    mail["From"] = "Mallory <mallory@example.com>"
-    mail["To"] = "service@omnihub.test"
-    mail["Subject"] = "Rechnung"
-    mail["Message-ID"] = "<hostile-1@example.com>"
-    mail.set_content("Hallo!")
-    mail.add_alternative(HOSTILE_HTML, subtype="html")
-    if extra_parts:
-        mail.add_attachment(
-            b"<svg xmlns='http://www.w3.org/2000/svg' onload='alert(1)'/>",
-            maintype="image",
-            subtype="svg+xml",
-            filename="bild.svg",
-        )
-    return bytes(mail)
-
-
-async def receive_mail(hub: Hub, content: bytes, uid: int = 1) -> int:
-    raw = await keep_raw(hub, "email", "test:INBOX", 1, uid, content)
-    outcome = await take_message(hub, raw, 10_000_000)
-    assert outcome.interaction_id is not None
-    return outcome.interaction_id
 
 
 async def test_stored_mail_html_is_served_cleaned_for_a_sandbox_without_network_images(

@@ -33,9 +33,9 @@ from hub.intake import accept_inbound
 from hub.models import Interaction
 from hub.values import Inbound
 from tests.conftest import MakeAgent, SignedIn
+from tests.console_steps import hostile_mail, receive_mail
 from tests.peers.browser import serving
 from tests.test_chat_widget import SHOP_PAGE, open_shop, type_and_send, until_bubbles
-from tests.test_console_api import hostile_mail, receive_mail
 from tests.test_webform import form_token
 
 PASSWORD = "correct horse battery"

@@ -26,7 +26,7 @@ from hub.db import IDLE_PING_SECONDS, check_pooled_connection
 from hub.models import Interaction
 from hub.settings import Settings
 from tests.peers.twilio import TwilioApi, incoming_sms, post_signed
-from tests.test_sms import PUBLIC_URL, WEBHOOK, twilio_settings
+from tests.sms_steps import PUBLIC_URL, WEBHOOK, twilio_settings
 
 ANNA = "+491512345678"
 

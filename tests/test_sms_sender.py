@@ -20,7 +20,7 @@ from tests.peers.twilio import (
     OUR_NUMBER,
     TwilioApi,
 )
-from tests.test_sms import ANNA
+from tests.sms_steps import ANNA
 
 
 def outbound(recipient: str = ANNA) -> Outbound:

@@ -23,8 +23,8 @@ from hub.models import Conversation, Interaction
 from hub.outbox import Message, enqueue
 from tests.conftest import SignedIn
 from tests.peers.twilio import TwilioApi, post_signed, status_callback
-from tests.test_sms import ANNA, PUBLIC_URL, anna, dispatch, outbox_row, twilio_settings
-from tests.test_sms import STATUS as SMS_STATUS
+from tests.sms_steps import ANNA, PUBLIC_URL, anna, dispatch, outbox_row, twilio_settings
+from tests.sms_steps import STATUS as SMS_STATUS
 from tests.voice_steps import KNOWN_NUMBER, TOKEN, a_customer, call, call_meta, count, report
 
 
